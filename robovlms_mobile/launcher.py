@@ -1,0 +1,126 @@
+"""`robovlms-mobile train CONFIG`: upstream's training pipeline, runnable on CPU as well as GPU.
+
+It builds the same pieces as upstream `main.py experiment()` — `BaseTrainer.from_checkpoint`
+(which dispatches on `trainer_type`), upstream `GRDataModule`, a Lightning `Trainer` from the
+config's `trainer` section — without main.py's hard requirements (NCCL, `RANK`, copying files
+into site-packages). Checkpoints go to `<output_dir>/`, the newest at `<output_dir>/last.ckpt`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+from robovlms_mobile.config import load_config, validate_config
+from robovlms_mobile.registry import register
+
+LIGHTNING_ONLY = ("logger",)  # config keys main.py converts itself before building the Trainer
+
+
+def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
+    """`last` -> <output_dir>/last.ckpt when it exists (else start fresh); a path must exist."""
+    if resume in (None, ""):
+        return None
+    if resume == "last":
+        last = output_dir / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(resume).is_file():
+        raise FileNotFoundError(f"--resume {resume!r}: no such checkpoint")
+    return resume
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Fail before training if checkpoints could not be written."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    probe = output_dir / ".write-probe"
+    try:
+        probe.write_bytes(b"0" * 4096)
+    except OSError as exc:
+        raise PermissionError(f"output directory {output_dir} is not writable: {exc}") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def build_datamodule(configs: dict[str, Any], model: Any) -> Any:
+    """Upstream GRDataModule with the kwargs main.py passes that MobileVLAH5Dataset reads."""
+    from robovlms.data.datamodule.gr_datamodule import GRDataModule
+
+    return GRDataModule(
+        configs["train_dataset"],
+        configs["val_dataset"],
+        configs["batch_size"],
+        configs["num_workers"],
+        tokenizer=model.model.tokenizer,
+        tokenizer_config=configs["tokenizer"],
+        fwd_pred_next_n=configs["fwd_pred_next_n"],
+        window_size=configs["window_size"],
+        image_size=configs["image_size"],
+        model_name=configs["model"],
+        seed=configs.get("seed", 123),
+    )
+
+
+def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool = True, extra_callbacks: list | None = None) -> Any:
+    """A Lightning Trainer from the config's `trainer` section, checkpointing into output_dir."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from robovlms_mobile.progress import EpochSummary
+
+    kwargs = {k: v for k, v in copy.deepcopy(configs["trainer"]).items() if k not in LIGHTNING_ONLY}
+    kwargs.setdefault("devices", configs.get("gpus", "auto"))
+    kwargs["num_nodes"] = configs.get("num_nodes", kwargs.get("num_nodes", 1))
+    kwargs.setdefault("gradient_clip_val", configs.get("gradient_clip_val"))
+    if kwargs.get("strategy") == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
+    checkpoint = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
+                                 save_last=True, save_top_k=-1, every_n_epochs=1)
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
+    return Trainer(
+        **kwargs,
+        callbacks=callbacks,
+        logger=CSVLogger(output_dir, name="logs"),
+        default_root_dir=output_dir,
+        enable_progress_bar=progress,
+    )
+
+
+def train(
+    config: str | Path | dict[str, Any],
+    *,
+    output_dir: str | Path | None = None,
+    resume: str | None = None,
+    max_steps: int | None = None,
+    max_epochs: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train from a config file (or dict); returns final metrics and the checkpoint paths."""
+    register()
+    from lightning import seed_everything
+    from robovlms.train.base_trainer import BaseTrainer
+
+    configs = copy.deepcopy(config) if isinstance(config, dict) else load_config(config)
+    validate_config(configs)
+    if max_steps is not None:
+        configs["trainer"]["max_steps"] = max_steps
+    if max_epochs is not None:
+        configs["trainer"]["max_epochs"] = max_epochs
+    configs["trainer"].setdefault("max_steps", -1)
+    out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
+    check_output_dir(out)
+    configs["output_dir"] = str(out)
+    seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
+    trainer = build_trainer(configs, out, progress=progress)
+    configs["gpus"] = trainer.num_devices
+    configs["train_setup"]["precision"] = configs["trainer"].get("precision", 32)
+    model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)
+    datamodule = build_datamodule(configs, model)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, out))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    return {"metrics": metrics, "output_dir": str(out), "last_checkpoint": str(out / "last.ckpt"),
+            "global_step": trainer.global_step, "model": model, "trainer": trainer}

@@ -1,0 +1,95 @@
+"""Register the plugin's classes into the namespaces upstream RoboVLMs looks classes up in.
+
+Upstream resolves datasets with `getattr(robovlms.data, type)`, action heads with
+`getattr(robovlms.model.policy_head, type)`, and `main.py` always calls
+`BaseTrainer.from_checkpoint(...)`. `register()` (the `robovlms.plugins` entry point) hooks
+each of those modules as it is imported, so nothing heavy is imported before upstream asks:
+
+- `robovlms.data.MobileVLAH5Dataset`
+- `robovlms.model.policy_head.MobileVLALSTMDecoder`
+- `BaseTrainer.from_checkpoint` dispatches on the config key `trainer_type`; configs without
+  it build upstream's `BaseTrainer` exactly as before.
+- the Kosmos-2 `inputs_embeds` patch (patches/kosmos2_inputs_embeds.py).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import robovlms_mobile_autoload as autoload
+
+TRAINER_KEY = "trainer_type"
+_registered = False
+_ORIGINAL = "_robovlms_mobile_original_from_checkpoint"
+
+
+def register() -> None:
+    """Idempotently install the plugin into upstream (safe before or after robovlms import)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    autoload.when_imported("robovlms.data", _register_dataset)
+    autoload.when_imported("robovlms.model.policy_head", _register_head)
+    autoload.when_imported("robovlms.train.base_trainer", _register_trainer_dispatch)
+    autoload.when_imported("transformers.models.kosmos2.modeling_kosmos2", _patch_kosmos2)
+
+
+def _register_dataset(module: ModuleType) -> None:
+    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+
+    module.MobileVLAH5Dataset = MobileVLAH5Dataset
+
+
+def _register_head(module: ModuleType) -> None:
+    from robovlms_mobile.model.policy_head import MobileVLALSTMDecoder
+
+    module.MobileVLALSTMDecoder = MobileVLALSTMDecoder
+
+
+def _patch_kosmos2(module: ModuleType) -> None:
+    from robovlms_mobile.patches import kosmos2_inputs_embeds
+
+    kosmos2_inputs_embeds.apply(module)
+
+
+def trainer_classes() -> dict[str, type]:
+    """Trainer classes selectable with `"trainer_type"` in a config."""
+    from robovlms.train.base_trainer import BaseTrainer
+
+    from robovlms_mobile.trainer import MobileVLATrainer
+
+    return {"BaseTrainer": BaseTrainer, "MobileVLATrainer": MobileVLATrainer}
+
+
+def resolve_trainer(configs: dict[str, Any] | None) -> type:
+    """The trainer class a config asks for (upstream BaseTrainer when it names none)."""
+    classes = trainer_classes()
+    name = (configs or {}).get(TRAINER_KEY, "BaseTrainer")
+    if name not in classes:
+        raise ValueError(f"config key {TRAINER_KEY!r}: unknown trainer {name!r}; expected one of {sorted(classes)}")
+    return classes[name]
+
+
+def _register_trainer_dispatch(module: ModuleType) -> None:
+    base = module.BaseTrainer
+    if hasattr(base, _ORIGINAL):
+        return
+    original = base.__dict__["from_checkpoint"].__func__
+
+    def from_checkpoint(cls, ckpt_path=None, ckpt_source="torch", configs=None):
+        if cls is base:
+            target = resolve_trainer(configs)
+            if target is not base:
+                return target.from_checkpoint(ckpt_path, ckpt_source, configs)
+        return original(cls, ckpt_path, ckpt_source, configs)
+
+    from_checkpoint.__doc__ = original.__doc__
+    setattr(base, _ORIGINAL, original)
+    base.from_checkpoint = classmethod(from_checkpoint)
+    import robovlms.train
+
+    from robovlms_mobile.trainer import MobileVLATrainer
+
+    robovlms.train.MobileVLATrainer = MobileVLATrainer

@@ -1,0 +1,136 @@
+"""MobileVLATrainer: upstream's BaseTrainer with a 2-DOF batch, plugin LoRA and slim checkpoints.
+
+Selected with `"trainer_type": "MobileVLATrainer"` in a config, through upstream's unedited
+`main.py` (see registry.py). Differences from BaseTrainer:
+- `_process_batch`: no arm/gripper split and no `.cuda()`; labels are `(velocity_chunk, None)`.
+- LoRA applied with peft to the Kosmos-2 text attention only (model/lora.py), not upstream's
+  `llava` path; vision stays frozen; the trainable-parameter count is printed.
+- checkpoints keep the trainable tensors plus config, action scale and prompt (checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from robovlms.train.base_trainer import BaseTrainer
+
+from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, json_safe, load_checkpoint
+from robovlms_mobile.config import validate_config
+from robovlms_mobile.data.dataset import DATA_SOURCE, DEFAULT_MAX_SPEED
+from robovlms_mobile.data.episode import ACTION_AXES
+from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE
+from robovlms_mobile.model.lora import apply_lora
+
+
+def ensure_kosmos2_patch() -> None:
+    """Apply the in-memory Kosmos-2 inputs_embeds patch (idempotent)."""
+    from transformers.models.kosmos2 import modeling_kosmos2
+
+    from robovlms_mobile.patches import kosmos2_inputs_embeds
+
+    kosmos2_inputs_embeds.apply(modeling_kosmos2)
+
+
+class MobileVLATrainer(BaseTrainer):
+    """Lightning module training Kosmos-2 + LoRA + MobileVLALSTMDecoder on velocity chunks."""
+
+    def __init__(self, configs: dict[str, Any]):
+        validate_config(configs)
+        ensure_kosmos2_patch()
+        super().__init__(configs)
+
+    # ---- model -------------------------------------------------------------------------
+    def _init_policy(self) -> torch.nn.Module:
+        wanted = self.configs
+        upstream_view = copy.deepcopy(wanted)
+        upstream_view["train_setup"]["lora_enable"] = False  # upstream's LoRA path needs llava
+        self.configs = upstream_view
+        try:
+            model = super()._init_policy()
+        finally:
+            self.configs = wanted
+        if wanted["train_setup"].get("lora_enable", False):
+            adapted = apply_lora(model.backbone, wanted["train_setup"])
+            self._main_rank_print(f"LoRA on {len(adapted)} Kosmos-2 text attention projections")
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        self.trainable_parameters = trainable
+        self._main_rank_print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
+        return model
+
+    # ---- batches -----------------------------------------------------------------------
+    def _process_batch(self, batch: dict[str, Any] | list) -> tuple:
+        if isinstance(batch, list):
+            batch = batch[0]
+
+        def to(x: Any) -> Any:
+            return x.to(self.device, non_blocking=True) if isinstance(x, torch.Tensor) else x
+
+        rgb = to(batch["rgb"])
+        if rgb.ndim == 4:
+            rgb = rgb.unsqueeze(1)
+        assert rgb.ndim == 5, f"rgb must be (B, T, 3, H, W), got {tuple(rgb.shape)}"
+        rgb = rgb[:, : self.configs["window_size"]]
+        action, chunk, chunk_mask = to(batch.get("action")), to(batch.get("action_chunck")), to(batch.get("chunck_mask"))
+        if chunk is not None:
+            assert chunk.shape[-1] == len(ACTION_AXES), f"action_chunck must end in {len(ACTION_AXES)} axes, got {tuple(chunk.shape)}"
+        hand_rgb = to(batch.get("hand_rgb")) if self.use_hand_rgb else None
+        return (
+            rgb, hand_rgb, None, to(batch["text"]), to(batch["text_mask"]),
+            None, None,  # forward-prediction frames: not used
+            action, None,  # whole velocity vector, no gripper
+            chunk, None,  # labels: (velocity_chunk, None)
+            chunk_mask, None, None, None, None,
+            batch.get("raw_text"), to(batch.get("rel_state")), batch.get("data_source", DATA_SOURCE),
+        )
+
+    def _get_loss(self, prediction: dict[str, Any]) -> dict[str, Any]:
+        loss = prediction.get("loss_velocity_act")
+        if loss is None:
+            raise KeyError(f"no 'loss_velocity_act' in the model output {sorted(prediction)}: act_head.type must be MobileVLALSTMDecoder")
+        return {"loss": loss, "loss_velocity": loss, "mae_velocity": prediction.get("mae_velocity_act")}
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def plugin_metadata(self) -> dict[str, Any]:
+        """What inference needs besides weights: config, action scale, prompt format."""
+        data = self.configs.get("train_dataset", {})
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": json_safe(self.configs),
+            "action_scale": {"max_speed": float(data.get("max_speed", DEFAULT_MAX_SPEED)), "axes": list(ACTION_AXES)},
+            "prompt": {"template": data.get("prompt_template", DEFAULT_PROMPT_TEMPLATE)},
+            "trainable_parameters": int(getattr(self, "trainable_parameters", 0)),
+        }
+
+    def trainable_keys(self) -> set[str]:
+        """State-dict keys of the trained tensors (everything else is the frozen backbone)."""
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint[PLUGIN_KEY] = self.plugin_metadata()
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """Load a (possibly trainable-only) state dict; strict = every trainable tensor present, nothing unknown."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = sorted(set(result.missing_keys) & self.trainable_keys())
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(
+                f"checkpoint does not match the model: missing trainable {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected {result.unexpected_keys[:5]}"
+            )
+        return result
+
+    @classmethod
+    def from_checkpoint(cls, ckpt_path: str | Path | None = None, ckpt_source: str = "torch", configs: dict[str, Any] | None = None):
+        """Build from `configs`, then load trainable weights from a plugin checkpoint (weights_only)."""
+        if configs is None:
+            raise ValueError("MobileVLATrainer.from_checkpoint needs the experiment configs")
+        model = cls(configs)
+        if ckpt_path is not None:
+            model.load_state_dict(load_checkpoint(ckpt_path)["state_dict"], strict=True)
+        return model
