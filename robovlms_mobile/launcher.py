@@ -43,6 +43,23 @@ def check_output_dir(output_dir: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
+def preflight_data(configs: dict[str, Any]) -> None:
+    """Check every episode file named by the config before the (large) model is built."""
+    from robovlms_mobile.config import DATASET_TYPE
+    from robovlms_mobile.data.dataset import DEFAULT_MAX_SPEED, scan_episodes
+
+    seen = set()
+    for name in ("train_dataset", "val_dataset"):
+        section = configs.get(name)
+        if not isinstance(section, dict) or section.get("type") != DATASET_TYPE:
+            continue
+        key = (str(section["data_dir"]), section.get("pattern", "*.h5"))
+        if key not in seen:
+            seen.add(key)
+            scan_episodes(section["data_dir"], min_length=configs["window_size"] + configs["fwd_pred_next_n"],
+                          max_speed=section.get("max_speed", DEFAULT_MAX_SPEED), pattern=key[1])
+
+
 def build_datamodule(configs: dict[str, Any], model: Any) -> Any:
     """Upstream GRDataModule with the kwargs main.py passes that MobileVLAH5Dataset reads."""
     from robovlms.data.datamodule.gr_datamodule import GRDataModule
@@ -111,6 +128,7 @@ def train(
     if max_epochs is not None:
         configs["trainer"]["max_epochs"] = max_epochs
     configs["trainer"].setdefault("max_steps", -1)
+    preflight_data(configs)
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_output_dir(out)
     configs["output_dir"] = str(out)

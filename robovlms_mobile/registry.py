@@ -36,16 +36,40 @@ def register() -> None:
     autoload.when_imported("transformers.models.kosmos2.modeling_kosmos2", _patch_kosmos2)
 
 
-def _register_dataset(module: ModuleType) -> None:
-    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+def _lazy_attribute(module: ModuleType, name: str, target: str) -> None:
+    """Make `getattr(module, name)` import `target` ("pkg.mod:Class") on first use (PEP 562).
 
-    module.MobileVLAH5Dataset = MobileVLAH5Dataset
+    Importing the class right away could run inside our own half-initialised module (when
+    user code imports the plugin module first), so the lookup is deferred to upstream's getattr.
+    """
+    lazy = module.__dict__.setdefault("_robovlms_mobile_lazy", {})
+    lazy[name] = target
+    previous = module.__dict__.get("__getattr__")
+    if getattr(previous, "_robovlms_mobile", False):
+        return
+
+    def __getattr__(attr: str) -> Any:
+        if attr in lazy:
+            import importlib
+
+            mod_name, cls_name = lazy[attr].split(":")
+            value = getattr(importlib.import_module(mod_name), cls_name)
+            setattr(module, attr, value)
+            return value
+        if previous is not None:
+            return previous(attr)
+        raise AttributeError(f"module {module.__name__!r} has no attribute {attr!r}")
+
+    __getattr__._robovlms_mobile = True
+    module.__getattr__ = __getattr__
+
+
+def _register_dataset(module: ModuleType) -> None:
+    _lazy_attribute(module, "MobileVLAH5Dataset", "robovlms_mobile.data.dataset:MobileVLAH5Dataset")
 
 
 def _register_head(module: ModuleType) -> None:
-    from robovlms_mobile.model.policy_head import MobileVLALSTMDecoder
-
-    module.MobileVLALSTMDecoder = MobileVLALSTMDecoder
+    _lazy_attribute(module, "MobileVLALSTMDecoder", "robovlms_mobile.model.policy_head:MobileVLALSTMDecoder")
 
 
 def _patch_kosmos2(module: ModuleType) -> None:
@@ -90,6 +114,4 @@ def _register_trainer_dispatch(module: ModuleType) -> None:
     base.from_checkpoint = classmethod(from_checkpoint)
     import robovlms.train
 
-    from robovlms_mobile.trainer import MobileVLATrainer
-
-    robovlms.train.MobileVLATrainer = MobileVLATrainer
+    _lazy_attribute(robovlms.train, "MobileVLATrainer", "robovlms_mobile.trainer:MobileVLATrainer")

@@ -54,6 +54,20 @@ def find_episode_files(data_dir: str | Path | Sequence[str | Path], pattern: str
     return sorted(set(files))
 
 
+def scan_episodes(data_dir: str | Path | Sequence[str | Path], *, min_length: int, max_speed: float,
+                  pattern: str = "*.h5") -> list[Episode]:
+    """Load and check every episode file; raises InvalidEpisodesError listing all bad ones."""
+    episodes, errors = [], []
+    for path in find_episode_files(data_dir, pattern):
+        try:
+            episodes.append(load_episode(path, min_length=min_length, max_speed=max_speed))
+        except EpisodeError as exc:
+            raise InvalidEpisodesError([exc])
+    if errors:
+        raise InvalidEpisodesError(errors)
+    return episodes
+
+
 class MobileVLAH5Dataset(Dataset):
     """Windows of robot episodes with [linear_x, linear_y] velocity chunks scaled to [-1, 1]."""
 
@@ -86,15 +100,7 @@ class MobileVLAH5Dataset(Dataset):
         self.prompt_template = validate_template(prompt_template)
         self.split = split
 
-        files = find_episode_files(data_dir, pattern)
-        episodes, errors = [], []
-        for path in files:
-            try:
-                episodes.append(load_episode(path, min_length=self.window_size + self.chunk, max_speed=self.max_speed))
-            except EpisodeError as exc:
-                errors.append(exc)
-        if errors:
-            raise InvalidEpisodesError(errors)
+        episodes = scan_episodes(data_dir, min_length=self.window_size + self.chunk, max_speed=self.max_speed, pattern=pattern)
         chosen = split_episodes([e.path.name for e in episodes], [e.side for e in episodes], val_ratio=val_ratio, seed=split_seed)[split]
         if not chosen:
             raise ValueError(f"split {split!r} of {data_dir} is empty ({len(episodes)} episodes, val_ratio={val_ratio})")

@@ -1,0 +1,97 @@
+"""MobileVLATrainer: LoRA placement, 2-DOF batches on CPU, slim checkpoints that load back safely."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from robovlms_mobile.checkpoint import UnsafeCheckpointError, load_checkpoint, plugin_info
+from robovlms_mobile.launcher import build_datamodule, train
+from robovlms_mobile.model.lora import TEXT_ATTENTION
+from robovlms_mobile.trainer import MobileVLATrainer
+
+
+@pytest.fixture
+def module(tiny_config) -> MobileVLATrainer:
+    torch.manual_seed(0)
+    return MobileVLATrainer(tiny_config)
+
+
+def test_lora_only_on_text_attention_and_vision_frozen(tiny_config, capsys):
+    module = MobileVLATrainer(tiny_config)
+    named = dict(module.named_parameters())
+    lora = [n for n in named if ".lora_" in n]
+    layers = module.model.backbone.config.text_config.layers
+    assert len(lora) == layers * 4 * 2  # q/k/v/out, A and B
+    assert all(re.search(TEXT_ATTENTION, n) for n in lora)
+    assert not any("vision_model" in n for n in lora)
+    trainable = {n for n, p in named.items() if p.requires_grad}
+    assert trainable == set(lora) | {"model.action_token"} | {n for n in named if n.startswith("model.act_head.")}
+    assert not any(p.requires_grad for n, p in named.items() if "vision_model" in n or "embed_tokens" in n)
+    assert module.trainable_parameters == sum(named[n].numel() for n in trainable)
+    assert "trainable parameters:" in capsys.readouterr().out
+
+
+def test_process_batch_has_no_gripper_split(module, tiny_config):
+    batch = next(iter(build_datamodule(tiny_config, module).train_dataloader()))
+    out = module._process_batch(batch)
+    rgb, action, gripper, chunk, gripper_chunk = out[0], out[7], out[8], out[9], out[10]
+    assert rgb.shape == (2, 8, 3, 224, 224)
+    assert action.shape == (2, 17, 2) and chunk.shape == (2, 8, 10, 2)
+    assert gripper is None and gripper_chunk is None
+    loss = module.training_step(batch, 0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert module.model.action_token.grad is not None
+
+
+def test_checkpoint_is_slim_and_loads_back(tiny_config, tmp_path):
+    result = train(tiny_config, output_dir=tmp_path / "run", max_steps=2, progress=False)
+    trained: MobileVLATrainer = result["model"]
+    ckpt = load_checkpoint(result["last_checkpoint"])
+    assert set(ckpt["state_dict"]) == trained.trainable_keys()
+    info = plugin_info(ckpt)
+    assert info["action_scale"] == {"max_speed": 1.15, "axes": ["linear_x", "linear_y"]}
+    assert info["prompt"]["template"] == "<grounding>An image of a robot {instruction}"
+    assert info["config"]["act_head"]["type"] == "MobileVLALSTMDecoder"
+    assert info["trainable_parameters"] == trained.trainable_parameters
+
+    loaded = MobileVLATrainer.from_checkpoint(result["last_checkpoint"], configs=info["config"]).eval()
+    trained.eval()
+    batch = next(iter(build_datamodule(tiny_config, trained).val_dataloader()))
+    with torch.no_grad():
+        a = trained.model.forward_continuous(*trained._process_batch(batch)[0:1], batch["text"], attention_mask=batch["text_mask"], mode="inference")
+        b = loaded.model.forward_continuous(*loaded._process_batch(batch)[0:1], batch["text"], attention_mask=batch["text_mask"], mode="inference")
+    assert torch.equal(a[0], b[0])
+
+
+def test_resume_continues_step_counter(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    tiny_config["trainer"]["max_epochs"] = 5
+    assert train(tiny_config, output_dir=out, max_steps=2, progress=False)["global_step"] == 2
+    again = train(tiny_config, output_dir=out, max_steps=6, resume="last", progress=False)
+    assert again["global_step"] == 6
+
+
+def test_checkpoint_missing_trainable_weights_is_refused(tiny_config, tmp_path):
+    result = train(tiny_config, output_dir=tmp_path / "run", max_steps=1, progress=False)
+    ckpt = torch.load(result["last_checkpoint"], weights_only=True)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "act_head" not in k}
+    torch.save(ckpt, tmp_path / "partial.ckpt")
+    with pytest.raises(RuntimeError, match="missing trainable"):
+        MobileVLATrainer.from_checkpoint(tmp_path / "partial.ckpt", configs=tiny_config)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickled_payload_checkpoint_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
+        load_checkpoint(path)
+    assert "pwned" not in capsys.readouterr().out
