@@ -36,11 +36,16 @@ upstream-checkout:
 demo: setup
 	$(VENV)/bin/robovlms-mobile demo
 
-test: setup
-	ROBOVLMS_UPSTREAM_DIR=$(UPSTREAM_DIR) $(PY) -m pytest -q $(PYTEST_ARGS)
+# pytest exits 5 when it collected no test: that is a failure, not a pass.
+RUN_PYTEST = ROBOVLMS_UPSTREAM_DIR=$(UPSTREAM_DIR) $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+test: setup
+	@$(RUN_PYTEST)
+
+test-all: PYTEST_ARGS += --run-slow
 test-all: setup
-	ROBOVLMS_UPSTREAM_DIR=$(UPSTREAM_DIR) $(PY) -m pytest -q --run-slow $(PYTEST_ARGS)
+	@$(RUN_PYTEST)
 
 bench: setup
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -62,7 +62,7 @@ def scan_episodes(data_dir: str | Path | Sequence[str | Path], *, min_length: in
         try:
             episodes.append(load_episode(path, min_length=min_length, max_speed=max_speed))
         except EpisodeError as exc:
-            raise InvalidEpisodesError([exc])
+            errors.append(exc)
     if errors:
         raise InvalidEpisodesError(errors)
     return episodes

@@ -107,26 +107,26 @@ def load_episode(path: Path | str, *, min_length: int, max_speed: float) -> Epis
             raise EpisodeError(path, f"{tag} file has no 'actions' dataset")
         raw = f["actions"]
         if raw.ndim != 2 or raw.shape[1] < 2:
-            raise EpisodeError(path, f"'actions' has shape {raw.shape}; expected (T, 3) [linear_x, linear_y, angular_z]")
+            raise EpisodeError(path, f"{tag} 'actions' has shape {raw.shape}; expected (T, 3) [linear_x, linear_y, angular_z]")
         if raw.dtype.kind != "f":
-            raise EpisodeError(path, f"'actions' has dtype {raw.dtype}; expected float32")
+            raise EpisodeError(path, f"{tag} 'actions' has dtype {raw.dtype}; expected float32")
         actions = np.asarray(raw[:, :2], dtype=np.float32)
         if len(actions) != images.shape[0]:
-            raise EpisodeError(path, f"{images.shape[0]} frames but {len(actions)} actions")
+            raise EpisodeError(path, f"{tag} file has {images.shape[0]} frames but {len(actions)} actions")
         if len(actions) < min_length:
-            raise EpisodeError(path, f"{len(actions)} frames; need at least window + chunk = {min_length}")
+            raise EpisodeError(path, f"{tag} file has {len(actions)} frames; need at least window + chunk = {min_length}")
         if not np.isfinite(actions).all():
             bad = int(np.argwhere(~np.isfinite(actions))[0][0])
-            raise EpisodeError(path, f"'actions' contains NaN/inf (first at step {bad})")
+            raise EpisodeError(path, f"{tag} 'actions' contains NaN/inf (first at step {bad})")
         peak = float(np.abs(actions).max(initial=0.0))
         if peak > max_speed + 1e-6:
-            raise EpisodeError(path, f"|action| reaches {peak:.3f} > max_speed {max_speed}; raise max_speed in the dataset config")
+            raise EpisodeError(path, f"{tag} |action| reaches {peak:.3f} > max_speed {max_speed}; raise max_speed in the dataset config")
         if "language_instruction" in f:
             instruction = _decode_instruction(f["language_instruction"])
         else:
             instruction = instruction_from_name(path) or ""
         if not instruction:
-            raise EpisodeError(path, "no 'language_instruction' and the file name names no scenario (…_1box_hori_left_…)")
+            raise EpisodeError(path, f"{tag} file has no 'language_instruction' and the file name names no scenario (…_1box_hori_left_…)")
         return Episode(
             path=path,
             generation=generation,

@@ -73,6 +73,11 @@ def frame_index(rgb_frame: torch.Tensor) -> int:
     return round(unnormalise(rgb_frame)[0, 0, 0].item() * 255 / 10)
 
 
+def spaced(text: str) -> str:
+    """Whitespace-normalised text; the tokenizer decodes `<grounding>An` as `<grounding> An`."""
+    return " ".join(text.replace("<grounding>", "<grounding> ").split())
+
+
 def names(ds: MobileVLAH5Dataset) -> set[str]:
     return {e.path.name for e in ds.episodes}
 
@@ -132,7 +137,6 @@ def test_batch_contract(ramp_dir, tokenizer):
             mask = batch["text_mask"][b].bool()
             assert mask[0] and not (mask[1:] & ~mask[:-1]).any()  # right padded
             decoded = tokenizer.decode(batch["text"][b][mask], skip_special_tokens=True)
-            spaced = lambda s: " ".join(s.replace("<grounding>", "<grounding> ").split())  # noqa: E731
             assert spaced(decoded) == spaced(DEFAULT_PROMPT_TEMPLATE.format(instruction=texts[name]))
     assert sorted(starts) == sorted((n, s) for n in texts for s in range(3))
 
@@ -305,18 +309,19 @@ def write_bad_files(d) -> dict[str, str]:
     nan, inf = acts.copy(), acts.copy()
     nan[3, 0], inf[4, 1] = np.nan, np.inf
     tag = "_1box_hori_left_core_medium.h5"  # a name that yields an instruction, so only the defect is wrong
-    raw_cases = {
+    raw_cases = {  # a file whose generation is known says which (spec §4)
         f"missing_actions{tag}": ({"images": imgs}, "V4 file has no 'actions'"),
         f"v5_missing_actions{tag}": ({"observations/images": imgs}, "V5 file has no 'actions'"),
+        f"v5_too_short{tag}": ({"observations/images": imgs[:10], "actions": acts[:10]}, "V5 file has 10 frames"),
         f"missing_images{tag}": ({"actions": acts}, "no image data"),
-        f"grey_images{tag}": ({"images": imgs[..., 0], "actions": acts}, "expected (T, H, W, 3)"),
-        f"float_images{tag}": ({"images": imgs.astype(np.float32), "actions": acts}, "dtype float32"),
-        f"int_actions{tag}": ({"images": imgs, "actions": acts.astype(np.int64)}, "dtype int64"),
-        f"count_mismatch{tag}": ({"images": imgs, "actions": acts[:-1]}, "18 frames but 17 actions"),
-        f"nan_actions{tag}": ({"images": imgs, "actions": nan}, "NaN"),
+        f"grey_images{tag}": ({"images": imgs[..., 0], "actions": acts}, "V4 '/images' has shape (18, 16, 16)"),
+        f"float_images{tag}": ({"images": imgs.astype(np.float32), "actions": acts}, "V4 '/images' has dtype float32"),
+        f"int_actions{tag}": ({"images": imgs, "actions": acts.astype(np.int64)}, "V4 'actions' has dtype int64"),
+        f"count_mismatch{tag}": ({"images": imgs, "actions": acts[:-1]}, "V4 file has 18 frames but 17 actions"),
+        f"nan_actions{tag}": ({"images": imgs, "actions": nan}, "V4 'actions' contains NaN"),
         f"inf_actions{tag}": ({"images": imgs, "actions": inf}, "inf"),
         f"too_short{tag}": ({"images": imgs[:17], "actions": acts[:17]}, "need at least window + chunk = 18"),
-        "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts}, "no 'language_instruction'"),
+        "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts}, "V4 file has no 'language_instruction'"),
     }
     expected = {name: text for name, (_, text) in raw_cases.items()}
     for name, (datasets, _) in raw_cases.items():

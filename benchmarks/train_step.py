@@ -1,0 +1,108 @@
+"""One training step: the 2-DOF pipeline vs upstream's 7-DOF BaseTrainer + LSTMDecoder.
+
+Same tiny Kosmos-2, same LoRA adapters, same decoder width/depth, same images and prompt; only
+the trainer (`_process_batch`, loss) and the head differ. Steps alternate between the two in
+one process and the medians are compared, so machine noise hits both alike. Upstream's
+BaseTrainer hard-codes `.cuda()`; on a machine without a GPU it is mapped to a no-op here.
+
+Last line: `step_ratio=...` (2-DOF / 7-DOF median step time; goal <= 1.05)
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+warnings.filterwarnings("ignore")
+ROUNDS, WARMUP = 15, 3
+
+
+def build_pair(tmp: Path):
+    from conftest import make_tiny_config
+    from robovlms.train.base_trainer import BaseTrainer
+
+    from robovlms_mobile.config import load_config
+    from robovlms_mobile.data.synthetic import generate_episodes
+    from robovlms_mobile.launcher import build_datamodule
+    from robovlms_mobile.model.lora import apply_lora
+    from robovlms_mobile.registry import register
+    from robovlms_mobile.trainer import MobileVLATrainer
+
+    register()
+    base = load_config(REPO / "configs" / "tiny_cpu.json")
+    generate_episodes(tmp / "e", 10, frame_size=(72, 128))
+    from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
+
+    cfg = make_tiny_config(base, build_tiny_kosmos2(tmp / "m"), tmp / "e", tmp)
+    cfg["act_head"].update(hidden_size=base["act_head"]["hidden_size"], num_layers=base["act_head"]["num_layers"])
+    torch.manual_seed(0)
+    mobile = MobileVLATrainer(cfg)
+
+    cfg7 = copy.deepcopy(cfg)
+    cfg7.pop("trainer_type")
+    cfg7["train_setup"]["lora_enable"] = False
+    cfg7["act_head"] = {"type": "LSTMDecoder", "action_dim": 7, "hidden_size": cfg["act_head"]["hidden_size"],
+                        "num_layers": cfg["act_head"]["num_layers"], "down_sample": "none", "latent": 1,
+                        "fwd_pred_next_n": 10, "window_size": 8, "action_space": "continuous", "with_history": True,
+                        "history_type": "post"}
+    torch.manual_seed(0)
+    upstream = BaseTrainer.from_checkpoint(None, "torch", cfg7)
+    apply_lora(upstream.model.backbone, cfg["train_setup"])
+
+    batch = next(iter(build_datamodule(cfg, mobile).train_dataloader()))
+    g = torch.Generator().manual_seed(0)
+    b, t = batch["action"].shape[:2]
+    action7 = torch.rand(b, t, 7, generator=g) * 2 - 1
+    action7[..., -1] = (action7[..., -1] > 0).float()
+    batch7 = {**batch, "action": action7, "action_chunck": action7.unfold(1, 10, 1).permute(0, 1, 3, 2),
+              "data_source": "calvin_action"}
+    return (mobile, batch), (upstream, batch7)
+
+
+def make_step(module, batch):
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    module.train()
+
+    def step() -> float:
+        start = time.perf_counter()
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    return step, sum(p.numel() for p in params)
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        torch.Tensor.cuda = lambda self, *a, **k: self  # upstream _process_batch calls .cuda() unconditionally
+    with tempfile.TemporaryDirectory() as tmp:
+        (mobile, batch2), (upstream, batch7) = build_pair(Path(tmp))
+        step2, n2 = make_step(mobile, batch2)
+        step7, n7 = make_step(upstream, batch7)
+        for _ in range(WARMUP):
+            step2(), step7()
+        t2, t7 = [], []
+        for i in range(ROUNDS):
+            order = (step2, step7) if i % 2 == 0 else (step7, step2)
+            for fn in order:
+                (t2 if fn is step2 else t7).append(fn())
+    m2, m7 = statistics.median(t2), statistics.median(t7)
+    print(f"batch: rgb {tuple(batch2['rgb'].shape)}; trainable params 2-DOF {n2:,} vs 7-DOF {n7:,}")
+    print(f"median step: 2-DOF MobileVLATrainer {m2 * 1e3:.1f} ms, 7-DOF BaseTrainer+LSTMDecoder {m7 * 1e3:.1f} ms ({ROUNDS} rounds)")
+    print(f"step_ratio={m2 / m7:.3f}")
+
+
+if __name__ == "__main__":
+    main()
