@@ -85,7 +85,7 @@ def make_tiny_config(base_config: dict, model_dir: Path, data_dir: Path, out_dir
 @pytest.fixture(scope="session")
 def upstream_dir() -> Path:
     """A checkout of upstream RoboVLMs at UPSTREAM_VERSION (main.py, configs, tools/)."""
-    path = Path(os.environ.get("ROBOVLMS_UPSTREAM_DIR", REPO / ".cache" / "RoboVLMs"))
+    path = Path(os.environ.get("ROBOVLMS_UPSTREAM_DIR", REPO / ".cache" / "RoboVLMs")).resolve()
     if not (path / "main.py").is_file():
         subprocess.run(["make", "-C", str(REPO), "upstream-checkout", f"UPSTREAM_DIR={path}"], check=True)
     pinned = (REPO / "UPSTREAM_VERSION").read_text().strip()
