@@ -12,8 +12,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from robovlms_mobile.launcher import train
 
     result = train(args.config, output_dir=args.output_dir, resume=args.resume, max_steps=args.max_steps,
-                   max_epochs=args.max_epochs, progress=not args.no_progress)
-    print(json.dumps({k: result[k] for k in ("output_dir", "last_checkpoint", "global_step", "metrics")}, indent=2))
+                   max_epochs=args.max_epochs, devices=args.devices, progress=not args.no_progress)
+    if result["trainer"].is_global_zero:
+        print(json.dumps({k: result[k] for k in ("output_dir", "last_checkpoint", "global_step", "metrics")}, indent=2))
     return 0
 
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="checkpoint to resume from, or 'last' for <output-dir>/last.ckpt")
     p.add_argument("--max-steps", type=int, help="override trainer.max_steps")
     p.add_argument("--max-epochs", type=int, help="override trainer.max_epochs")
+    p.add_argument("--devices", type=int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -84,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; errors in user input print one line and exit 2."""
     from robovlms_mobile.config import ConfigError
     from robovlms_mobile.data.dataset import InvalidEpisodesError
+    from robovlms_mobile.launcher import OutputDirError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError) as exc:
+    except (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError) as exc:
         print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,37 @@ def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
     return resume
 
 
+class OutputDirError(OSError):
+    """The output directory cannot take checkpoints (not writable, or not enough free space)."""
+
+
 def check_output_dir(output_dir: Path) -> None:
-    """Fail before training if checkpoints could not be written."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    probe = output_dir / ".write-probe"
+    """Fail before training if checkpoints could not be written there."""
     try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write-probe"
         probe.write_bytes(b"0" * 4096)
+        probe.unlink()
     except OSError as exc:
-        raise PermissionError(f"output directory {output_dir} is not writable: {exc}") from None
-    finally:
-        probe.unlink(missing_ok=True)
+        raise OutputDirError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from None
+    for stale in output_dir.glob(".*.ckpt.tmp-*"):  # left by a process killed mid-save
+        stale.unlink(missing_ok=True)
+
+
+def checkpoint_bytes(module: Any) -> int:
+    """Upper estimate of one resume checkpoint: fp32 trainable weights + two AdamW moments + 1 MB."""
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable * 4 * 3 + 2**20
+
+
+def check_free_space(output_dir: Path, needed: int) -> None:
+    """Refuse to start when the disk cannot hold two checkpoints (the new one is written beside the old)."""
+    free = shutil.disk_usage(output_dir).free
+    if free < 2 * needed:
+        raise OutputDirError(
+            f"output directory {output_dir} has {free / 2**20:.0f} MB free; checkpoints need about "
+            f"{2 * needed / 2**20:.0f} MB (two of {needed / 2**20:.0f} MB while one is replaced)"
+        )
 
 
 def preflight_data(configs: dict[str, Any]) -> None:
@@ -85,21 +107,28 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from robovlms_mobile.checkpoint_io import AtomicCheckpointIO
     from robovlms_mobile.progress import EpochSummary
 
     kwargs = {k: v for k, v in copy.deepcopy(configs["trainer"]).items() if k not in LIGHTNING_ONLY}
     kwargs.setdefault("devices", configs.get("gpus", "auto"))
     kwargs["num_nodes"] = configs.get("num_nodes", kwargs.get("num_nodes", 1))
     kwargs.setdefault("gradient_clip_val", configs.get("gradient_clip_val"))
-    if kwargs.get("strategy") == "ddp":
+    multi = kwargs.get("num_nodes", 1) > 1 or (isinstance(kwargs["devices"], int) and kwargs["devices"] > 1)
+    if kwargs.get("strategy") == "ddp" or (multi and kwargs.get("strategy", "auto") == "auto"):
         from lightning.pytorch.strategies import DDPStrategy
 
-        kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
-    checkpoint = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
+        # NCCL on GPUs, gloo on CPU: Lightning picks the backend from the accelerator
+        kwargs["strategy"] = DDPStrategy(find_unused_parameters=False)
+    every_n_steps = int(configs.get("checkpoint_every_n_steps", 0))
+    epoch_ckpt = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
                                  save_last=True, save_top_k=-1, every_n_epochs=1)
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
+    callbacks = [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
+    if every_n_steps > 0:  # `last.ckpt` also every N optimiser steps, so a killed run loses at most N steps
+        callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps))
     return Trainer(
         **kwargs,
+        plugins=[AtomicCheckpointIO()],
         callbacks=callbacks,
         logger=CSVLogger(output_dir, name="logs"),
         default_root_dir=output_dir,
@@ -114,7 +143,9 @@ def train(
     resume: str | None = None,
     max_steps: int | None = None,
     max_epochs: int | None = None,
+    devices: int | None = None,
     progress: bool = True,
+    callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Train from a config file (or dict); returns final metrics and the checkpoint paths."""
     register()
@@ -127,16 +158,19 @@ def train(
         configs["trainer"]["max_steps"] = max_steps
     if max_epochs is not None:
         configs["trainer"]["max_epochs"] = max_epochs
+    if devices is not None:
+        configs["trainer"]["devices"] = devices
     configs["trainer"].setdefault("max_steps", -1)
     preflight_data(configs)
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_output_dir(out)
     configs["output_dir"] = str(out)
     seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
-    trainer = build_trainer(configs, out, progress=progress)
+    trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)
     configs["gpus"] = trainer.num_devices
     configs["train_setup"]["precision"] = configs["trainer"].get("precision", 32)
     model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)
+    check_free_space(out, checkpoint_bytes(model))
     datamodule = build_datamodule(configs, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, out))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}

@@ -11,6 +11,7 @@ Selected with `"trainer_type": "MobileVLATrainer"` in a config, through upstream
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,17 @@ class MobileVLATrainer(BaseTrainer):
         self.trainable_parameters = trainable
         self._main_rank_print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
         return model
+
+    def setup(self, stage: str) -> None:
+        """Expose Lightning's ranks the way upstream's helpers read them (RANK / WORLD_SIZE env).
+
+        Upstream's GRDataModule only shards with a DistributedSampler when `WORLD_SIZE > 1` in
+        the environment (torchrun sets it; Lightning's own DDP launcher does not).
+        """
+        if self.trainer is not None and self.trainer.world_size > 1:
+            os.environ["WORLD_SIZE"] = str(self.trainer.world_size)
+            os.environ["RANK"] = str(self.trainer.global_rank)
+            os.environ["LOCAL_RANK"] = str(self.trainer.local_rank)
 
     # ---- batches -----------------------------------------------------------------------
     def _process_batch(self, batch: dict[str, Any] | list) -> tuple:
