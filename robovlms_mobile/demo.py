@@ -32,20 +32,19 @@ def prepare(config: dict[str, Any], n_episodes: int = DEMO_EPISODES, seed: int =
 
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Prepare, train through the launcher, evaluate the last checkpoint; returns the figures."""
-    import torch
-
     from robovlms_mobile.checkpoint import load_checkpoint
     from robovlms_mobile.evaluate import offline_metrics
     from robovlms_mobile.launcher import build_datamodule, train
+    from robovlms_mobile.progress import EpochSummary
 
     config = load_config(config_path)
     prepare(config)
     output_dir = Path(config["output_root"])
     result = train(config, output_dir=output_dir, max_steps=max_steps, progress=progress)
-    module, history = result["model"], result["trainer"].callbacks
-    summary = next(cb for cb in history if cb.__class__.__name__ == "EpochSummary").history
+    module = result["model"]
+    summary = next(cb for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)).history
     ckpt = load_checkpoint(output_dir / "last.ckpt")
-    datamodule = build_datamodule(result["model"].configs, module)
+    datamodule = build_datamodule(module.configs, module)
     metrics = offline_metrics(module, datamodule.val_dataloader(), config["train_dataset"].get("max_speed", 1.15))
     report = {
         "first_epoch": summary[0] if summary else None,
@@ -63,5 +62,4 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
         print(f"train loss {first['train_loss']:.4f} -> {last['train_loss']:.4f}   val loss {first['val_loss']:.4f} -> {last['val_loss']:.4f}  ({report['global_step']} steps)")
     print("offline val: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     print(f"checkpoint {report['checkpoint']} ({report['checkpoint_mb']} MB, {report['checkpoint_tensors']} trainable tensors)")
-    torch.set_grad_enabled(True)
     return report

@@ -108,7 +108,8 @@ class MobileVLATrainer(BaseTrainer):
     # ---- checkpoints -------------------------------------------------------------------
     def plugin_metadata(self) -> dict[str, Any]:
         """What inference needs besides weights: config, action scale, prompt format."""
-        data = self.configs.get("train_dataset", {})
+        data = self.configs.get("train_dataset")
+        data = data[0] if isinstance(data, list) else data or {}
         return {
             "format_version": FORMAT_VERSION,
             "config": json_safe(self.configs),
