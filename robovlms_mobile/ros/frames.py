@@ -31,7 +31,7 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     if encoding.startswith("bgr"):
         pixels = pixels[..., 2::-1]  # BGR(A) -> RGB
-    return np.ascontiguousarray(pixels[..., :3])
+    return pixels[..., :3].copy()  # contiguous and writable (frombuffer views are read-only)
 
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
@@ -39,4 +39,4 @@ def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(bytes(msg.data)), formats=("JPEG", "PNG")) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.array(img.convert("RGB"))

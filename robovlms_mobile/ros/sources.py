@@ -29,7 +29,7 @@ def to_rgb(frame: np.ndarray | bytes) -> np.ndarray:
         from PIL import Image
 
         with Image.open(io.BytesIO(bytes(frame)), formats=("JPEG", "PNG")) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     return frame
 
 

@@ -42,4 +42,4 @@ def decode_image(data: bytes, limits: ImageLimits) -> np.ndarray:
         rgb = img.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(422, "invalid_image", f"the {img.format} image is truncated or corrupt ({exc})") from None
-    return np.asarray(rgb)
+    return np.array(rgb)  # a writable copy (asarray of a PIL image is read-only; torch warns on those)

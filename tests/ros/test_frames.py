@@ -31,7 +31,7 @@ def msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> SimpleNamespace:
 @pytest.mark.parametrize("pad", [0, 3])
 def test_encodings_to_rgb(encoding, pixels, pad):
     out = image_msg_to_rgb(msg(pixels, encoding, pad))
-    assert out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+    assert out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"] and out.flags["WRITEABLE"]
     np.testing.assert_array_equal(out, RGB)
 
 
