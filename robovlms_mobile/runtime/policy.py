@@ -82,7 +82,10 @@ class MobileVLAPolicy:
         self.strategy.build(self.chunk_size)  # fail now on a bad strategy, not at the first tick
         self.head = self.model.act_head
         self.head.streaming = True
-        self._lock = threading.Lock()
+        # one lock per model, not per policy: policies sharing a module share its head's history slot
+        if not hasattr(module, "_mobile_vla_inference_lock"):
+            module._mobile_vla_inference_lock = threading.Lock()
+        self._lock = module._mobile_vla_inference_lock
         self._default = self.new_episode()
 
     @classmethod

@@ -124,10 +124,10 @@ def test_new_instruction_restarts_the_window(policy, frames):
     ("ensemble", [True] * 7),
 ])
 def test_step_follows_the_chunk_strategy(policy, frames, name, queried):
-    ep = MobileVLAPolicy(policy.module, max_speed=policy.max_speed, prompt_template=policy.prompt_template,
-                         strategy=StrategySpec(name, reuse_steps=3)).new_episode()
     runner = MobileVLAPolicy(policy.module, max_speed=policy.max_speed, prompt_template=policy.prompt_template,
                              strategy=StrategySpec(name, reuse_steps=3))
+    assert runner._lock is policy._lock  # the same model, the same lock
+    ep = runner.new_episode()
     results = [runner.step(frames[i], LEFT, ep) for i in range(7)]
     assert [r.queried for r in results] == queried
     assert [r.tick for r in results] == list(range(7))
