@@ -4,6 +4,9 @@ The same checkpoint is loaded twice, once per strategy (receding horizon = a que
 chunk reuse = a query every 5th tick), and blocks of 10 ticks alternate between the two in one
 process, so machine noise hits both alike. A tick is `MobileVLAPolicy.step` on a 144x256 RGB
 frame: preprocessing + Kosmos-2 + LSTM head when it queries, a chunk lookup when it does not.
+Torch runs on `--threads` intra-op threads (default 1): on a 2-core machine shared with other
+work, 2 threads made back-to-back model calls several times slower (thread contention), which
+measures the machine's load more than the strategy.
 
 Last line: `tick_ratio_reuse5=...` (reuse-5 / every-tick mean per-tick time; ideal ~0.2)
 """
@@ -51,9 +54,14 @@ def episode_frames(n: int = 18):
 
 
 def main() -> None:
+    import argparse
     import logging
 
     import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
+    torch.set_num_threads(parser.parse_args().threads)
 
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
