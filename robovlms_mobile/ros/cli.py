@@ -1,0 +1,91 @@
+"""`robovlms-mobile ros-bridge`: the ROS 2 node, with actions from the policy server or in-process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `ros-bridge`."""
+    p = subparsers.add_parser(
+        "ros-bridge", help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs a ROS 2 environment)",
+        description="Subscribe to a camera, get actions from a policy server (--server) or a checkpoint loaded in "
+                    "this process (--checkpoint), and publish geometry_msgs/Twist behind the safety layer: speed "
+                    "clamp, watchdog (zero when no fresh action within --deadline), latched e-stop topic, "
+                    "acceleration and publication rate limits.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--server", help="policy server URL, e.g. http://127.0.0.1:8000")
+    src.add_argument("--checkpoint", help="plugin checkpoint to run in this process")
+    p.add_argument("--base-model-dir", help="with --checkpoint: the Kosmos-2 folder it was trained on")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"with --server (default: ${API_KEY_ENV})")
+    p.add_argument("--instruction", required=True, help="the navigation command; /instruction (std_msgs/String) changes it")
+    p.add_argument("--strategy", choices=("receding", "reuse", "ensemble"), default="receding",
+                   help="with --checkpoint: chunk strategy (the server has its own) (default: %(default)s)")
+    p.add_argument("--reuse-steps", type=int, default=5)
+    p.add_argument("--ensemble-decay", type=float, default=0.01)
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--compressed", action="store_true", help="the image topic is sensor_msgs/CompressedImage")
+    p.add_argument("--cmd-vel-topic", default="/cmd_vel")
+    p.add_argument("--estop-topic", default="/e_stop", help="std_msgs/Bool: true engages (latched), false releases")
+    p.add_argument("--instruction-topic", default="/instruction")
+    p.add_argument("--max-linear-x", type=float, default=1.15, help="m/s (default: %(default)s)")
+    p.add_argument("--max-linear-y", type=float, default=1.15, help="m/s (default: %(default)s)")
+    p.add_argument("--deadline", type=float, default=0.5, help="watchdog: seconds without a fresh action before zero (default: %(default)s)")
+    p.add_argument("--max-accel", type=float, default=2.0, help="m/s^2 on the velocity vector; 0 = off (default: %(default)s)")
+    p.add_argument("--max-rate-hz", type=float, default=20.0, help="most /cmd_vel messages per second (default: %(default)s)")
+    p.add_argument("--publish-hz", type=float, default=20.0, help="/cmd_vel timer (default: %(default)s)")
+    p.add_argument("--tick-hz", type=float, default=10.0,
+                   help="policy ticks per second; each tick executes one chunk step (the recorded data has 0.4 s "
+                        "per step, i.e. 2.5 Hz) (default: %(default)s)")
+    p.add_argument("--max-frame-age", type=float, default=0.5, help="seconds; older frames are not sent (default: %(default)s)")
+    p.set_defaults(func=run_bridge)
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    """Check ROS 2 is there, build the source and the safety layer, spin the node."""
+    from robovlms_mobile.ros.bridge import RosUnavailableError, Topics, require_rclpy, run_node
+    from robovlms_mobile.ros.controller import DriveController
+    from robovlms_mobile.ros.safety import SafetyConfig, SafetyLayer
+
+    try:
+        require_rclpy()  # before loading any model
+        safety = SafetyLayer(SafetyConfig(args.max_linear_x, args.max_linear_y, args.deadline,
+                                          args.max_accel or None, args.max_rate_hz))
+        topics = Topics(args.image_topic, args.compressed, args.cmd_vel_topic, args.estop_topic, args.instruction_topic,
+                        args.publish_hz, args.tick_hz)
+        if min(topics.publish_hz, topics.tick_hz) <= 0:
+            raise ValueError("--publish-hz and --tick-hz must be > 0")
+        source = _source(args)
+        controller = DriveController(source, safety, args.instruction, max_frame_age_s=args.max_frame_age)
+    except (RosUnavailableError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"robovlms-mobile ros-bridge: error: {exc}", file=sys.stderr)
+        return 2
+    run_node(controller, topics)
+    return 0
+
+
+def _source(args: argparse.Namespace):
+    from robovlms_mobile.ros.sources import HttpSource, InProcessSource
+
+    if args.server:
+        from robovlms_mobile.serve.client import PolicyClient
+
+        import httpx
+
+        client = PolicyClient(args.server, api_key=args.api_key)
+        try:  # fail now, not at the first frame, if the server is not there or refuses the key
+            health = client.health()
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"policy server {args.server} is not reachable ({exc})") from None
+        if "policy" not in health:
+            raise RuntimeError(f"policy server {args.server} refused the API key (set ${API_KEY_ENV} or --api-key)")
+        return HttpSource(client)
+    from robovlms_mobile.runtime.chunking import StrategySpec
+    from robovlms_mobile.runtime.policy import MobileVLAPolicy
+
+    strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
+    return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir, strategy=strategy))

@@ -1,0 +1,188 @@
+"""MobileVLAPolicy: camera frame + instruction -> un-normalised velocities, one episode window at a time.
+
+With history_type "post" (the only one the plugin trains) every frame goes through Kosmos-2 on
+its own and only the LSTM head looks across the window. So streaming inference runs the VLM on
+the newest frame only and the head re-runs its LSTM over the last `window_size` action-token
+features from a zero state, which is what the training forward computes at the same position
+of a window (tests/runtime/test_policy.py checks it). Each `EpisodeState` owns its feature
+window, tokenised prompt and chunk strategy; the model is shared and calls are serialised.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from robovlms_mobile.data.episode import ACTION_AXES
+from robovlms_mobile.data.prompt import encode_prompts, format_prompt
+from robovlms_mobile.data.transforms import preprocess_frames
+from robovlms_mobile.runtime.chunking import ChunkStrategy, StrategySpec
+
+MAX_INSTRUCTION_CHARS = 512
+
+
+@dataclass
+class EpisodeState:
+    """What one episode carries between ticks: head feature window, prompt, chunk strategy."""
+
+    history: deque  # last window_size action-token features, each (1, 1, n * D)
+    strategy: ChunkStrategy
+    instruction: str | None = None
+    text: tuple[torch.Tensor, torch.Tensor] | None = None  # (input_ids (1, L), attention_mask (1, L))
+    chunk: np.ndarray | None = None  # newest model chunk (n, 2), m/s
+    tick: int = 0
+    queries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def clear(self) -> None:
+        """Start over: empty window, fresh strategy, no prompt."""
+        self.history.clear()
+        self.strategy.reset()
+        self.instruction, self.text, self.chunk = None, None, None
+        self.tick = self.queries = 0
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """One control tick: the velocity to execute (m/s) and where it came from."""
+
+    velocity: np.ndarray  # (2,) [linear_x, linear_y]
+    chunk: np.ndarray  # (n, 2), the newest model chunk
+    queried: bool  # whether this tick ran the model
+    model_ms: float  # time in the model (0 when the chunk was reused)
+    tick: int  # index of this tick in the episode
+    window: int  # frames in the head's window after this tick
+
+
+class MobileVLAPolicy:
+    """Frames + instruction -> (chunk, 2) velocities in m/s, through a trained plugin checkpoint."""
+
+    def __init__(self, module: Any, *, max_speed: float, prompt_template: str, strategy: StrategySpec | None = None,
+                 source: str = "<module>"):
+        self.module = module
+        self.model = module.model
+        self.configs = module.configs
+        self.max_speed = float(max_speed)
+        self.prompt_template = prompt_template
+        self.strategy = strategy or StrategySpec()
+        self.source = source
+        self.tokenizer = self.model.tokenizer
+        self.window_size = int(self.configs["window_size"])
+        self.chunk_size = int(self.configs["fwd_pred_next_n"])
+        self.image_size = int(self.configs["image_size"])
+        self.axes = list(ACTION_AXES)
+        self.strategy.build(self.chunk_size)  # fail now on a bad strategy, not at the first tick
+        self.head = self.model.act_head
+        self.head.streaming = True
+        # one lock per model, not per policy: policies sharing a module share its head's history slot
+        if not hasattr(module, "_mobile_vla_inference_lock"):
+            module._mobile_vla_inference_lock = threading.Lock()
+        self._lock = module._mobile_vla_inference_lock
+        self._default = self.new_episode()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, *,
+                        strategy: StrategySpec | None = None, device: str = "cpu") -> "MobileVLAPolicy":
+        """Load a plugin checkpoint safely (weights_only); the backbone comes from `base_model_dir`."""
+        from robovlms_mobile.runtime.loader import load_for_inference
+
+        module, info = load_for_inference(path, base_model_dir, device=device)
+        return cls(module, max_speed=info["action_scale"]["max_speed"], prompt_template=info["prompt"]["template"],
+                   strategy=strategy, source=str(path))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return self.module.device
+
+    def new_episode(self) -> EpisodeState:
+        """Fresh per-episode state (window, prompt, chunk strategy)."""
+        return EpisodeState(history=deque(maxlen=self.window_size), strategy=self.strategy.build(self.chunk_size))
+
+    def reset(self, episode: EpisodeState | None = None) -> None:
+        """Start a new episode (the built-in one when `episode` is None)."""
+        (episode or self._default).clear()
+
+    def prompt(self, instruction: str) -> str:
+        """The exact text the model reads, in the training template."""
+        return format_prompt(instruction, self.prompt_template)
+
+    def predict(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> np.ndarray:
+        """One model query on the newest frame -> (chunk, 2) velocities in m/s; the frame joins the window."""
+        episode = episode or self._default
+        with episode.lock:
+            return self._query(episode, frame_rgb, instruction)[0]
+
+    def step(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> TickResult:
+        """One control tick: query the model if the chunk strategy asks for it, return this tick's velocity."""
+        episode = episode or self._default
+        with episode.lock:
+            instruction = self._check_instruction(instruction)
+            if instruction != episode.instruction:
+                episode.clear()  # training never mixes instructions within a window
+            queried, model_ms = episode.strategy.needs_query(), 0.0
+            if queried:
+                chunk, model_ms = self._query(episode, frame_rgb, instruction)
+                episode.strategy.update(chunk)
+            else:
+                check_frame(frame_rgb)
+            velocity = episode.strategy.action()
+            episode.tick += 1
+            return TickResult(velocity=velocity, chunk=episode.chunk, queried=queried, model_ms=model_ms,
+                              tick=episode.tick - 1, window=len(episode.history))
+
+    # ---- internals -----------------------------------------------------------------------
+    def _check_instruction(self, instruction: str) -> str:
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ValueError("instruction must be a non-empty string")
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise ValueError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
+        return instruction.strip()
+
+    def _query(self, episode: EpisodeState, frame_rgb: np.ndarray, instruction: str) -> tuple[np.ndarray, float]:
+        """Run the model on one frame inside `episode`; returns ((n, 2) m/s, milliseconds)."""
+        instruction = self._check_instruction(instruction)
+        frame = check_frame(frame_rgb)
+        start = time.perf_counter()
+        if episode.text is None or episode.instruction != instruction:
+            if episode.instruction is not None:
+                episode.history.clear()
+            episode.instruction = instruction
+            episode.text = encode_prompts(self.tokenizer, [instruction], self.prompt_template)
+        ids, mask = (t.to(self.device) for t in episode.text)
+        pixels = preprocess_frames(frame[None], self.image_size).to(self.device)  # (1, 3, S, S)
+        vision_x = rearrange(pixels, "(b t) c h w -> b t c h w", b=1)  # (1, 1, 3, S, S)
+        with self._lock, torch.inference_mode():
+            self.head.history = episode.history  # the head appends this frame's feature to the episode's window
+            try:
+                velocities, _ = self.model.forward_continuous(vision_x, ids, attention_mask=mask, mode="inference")
+            finally:
+                self.head.history = deque(maxlen=self.window_size)
+        chunk = velocities[0, -1].float().cpu().numpy().astype(np.float64) * self.max_speed  # (n, 2) m/s
+        episode.chunk = chunk
+        episode.queries += 1
+        return chunk, (time.perf_counter() - start) * 1e3
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to know about this policy (JSON-friendly)."""
+        return {"checkpoint": Path(self.source).name, "window_size": self.window_size, "chunk_size": self.chunk_size,
+                "image_size": self.image_size, "axes": self.axes, "max_speed": self.max_speed,
+                "prompt_template": self.prompt_template, "strategy": self.strategy.describe(), "device": str(self.device)}
+
+
+def check_frame(frame_rgb: np.ndarray) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) frame, or ValueError saying what is wrong."""
+    frame = np.asarray(frame_rgb)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+    if min(frame.shape[:2]) < 1:
+        raise ValueError(f"frame is empty: {frame.shape}")
+    return frame

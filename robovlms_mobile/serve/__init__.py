@@ -1,0 +1,1 @@
+"""HTTP policy server (FastAPI on uvicorn) and its Python client."""
