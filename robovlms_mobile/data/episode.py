@@ -24,7 +24,7 @@ NAME_RE = re.compile(
 )
 SIDE_RE = re.compile(r"(?:^|[_\W])(left|right)(?:$|[_\W])")
 BLACK_MAX = 10  # a frame whose brightest value is at most this is black (lens cap, camera off)
-CONSTANT_STD = 1.0  # a frame whose pixel std is below this is one flat colour (frozen / blank stream)
+CONSTANT_STD = 1.0  # a frame whose per-channel pixel std is below this is one flat colour (blank stream)
 _HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content hash, per process
 
 
@@ -286,7 +286,7 @@ def _check_frames(images: h5py.Dataset, check: EpisodeCheck, tag: str) -> None:
         frame = images[t]
         if int(frame.max()) <= BLACK_MAX:
             black.append(t)
-        elif float(frame.std()) < CONSTANT_STD:
+        elif float(frame.reshape(-1, frame.shape[-1]).std(axis=0).max()) < CONSTANT_STD:  # flat in every channel
             flat.append(t)
     n = images.shape[0]
     for code, steps, what in (("black_frames", black, f"black (max value <= {BLACK_MAX})"),

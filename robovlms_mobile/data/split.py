@@ -38,3 +38,32 @@ def split_episodes(names: Sequence[str], sides: Sequence[str], *, val_ratio: flo
 
 def _rank(name: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+
+def assign_splits(keys: Sequence[str], strata: Sequence[tuple], ratios: dict[str, float], seed: int) -> list[str]:
+    """A split name per item: seeded, stratified, and independent of the input order.
+
+    Items are ordered by stratum (a tuple, most important field first) and, within one, by a
+    seeded hash of their key; walking that order, each non-train split accumulates its ratio
+    per item (from a seeded offset in [0, 1)) and takes the item whenever its total reaches 1.
+    So every contiguous block (a side, then its box count, ...) gets its share to within one
+    item, and the overall counts are within one of ratio * n.
+    """
+    if len(keys) != len(strata):
+        raise ValueError(f"{len(keys)} keys but {len(strata)} strata")
+    if len(set(keys)) != len(keys):
+        raise ValueError("split keys must be unique")
+    others = sorted(s for s in ratios if s != "train")
+    if any(ratios[s] < 0 for s in ratios) or sum(ratios[s] for s in others) >= 1.0:
+        raise ValueError(f"split ratios must be >= 0 and leave some train data, got {ratios}")
+    acc = {s: int(_rank(f"offset:{s}", seed)[:8], 16) / 16**8 for s in others}
+    out = ["train"] * len(keys)
+    for i in sorted(range(len(keys)), key=lambda i: (strata[i], _rank(keys[i], seed))):
+        for s in others:
+            acc[s] += ratios[s]
+        ready = [s for s in others if acc[s] >= 1.0]
+        if ready:
+            best = max(ready, key=lambda s: (acc[s], s))
+            acc[best] -= 1.0
+            out[i] = best
+    return out
