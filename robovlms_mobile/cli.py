@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from robovlms_mobile.data.cli import add_parser as add_data_parser
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from robovlms_mobile.launcher import train
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
+    add_data_parser(sub)
     return parser
 
 
