@@ -82,7 +82,7 @@ class FrameCache:
             manifest = {}
         for episode in episodes:
             entry = self._entries[episode.path]
-            key = str(episode.path.resolve())
+            key = f"{episode.path.resolve()}@{self.image_size}px"  # sizes do not replace each other
             old = manifest.get(key, {}).get("entry")
             if old and old != entry.name and (self.dir / old).exists():
                 (self.dir / old).unlink()  # the source changed: its old frames are stale
