@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.episode import Episode, read_frames_rgb
+from robovlms_mobile.data.episode import Episode, read_frames_stored
 from robovlms_mobile.data.transforms import resize_frames
 
 VERSION = 1  # bump when resize_frames changes what it produces
@@ -69,7 +69,8 @@ class FrameCache:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         with h5py.File(episode.path, "r") as f:
             for t in range(episode.num_frames):  # one frame at a time: bounded memory at 720x1280
-                out[t] = resize_frames(read_frames_rgb(f, episode, t, t + 1), self.image_size)[0].numpy()
+                frame, bgr = read_frames_stored(f, episode, t, t + 1)
+                out[t] = resize_frames(frame, self.image_size, bgr=bgr)[0].numpy()
         out.flush()
         del out
         os.replace(tmp, entry)

@@ -4,11 +4,18 @@ Each item is one window: `window_size` frames and the `window_size + chunk - 1` 
 10-step chunks are the labels. The collater yields what `BaseTrainer`-style `_process_batch`
 reads: `rgb` (B, W, 3, S, S), `text`, `text_mask`, `action` (B, W + C - 1, 2),
 `action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`.
+
+Files are checked when the dataset is built (`skip_invalid` leaves bad ones out, else one error
+lists them all); the split comes from `split_file` or the seeded `val_ratio` split; an item reads
+only its window's frames, or memory-mapped pre-resized frames with `cache_dir`. A file that fails
+later, in a DataLoader worker, is named in the error, or (`skip_invalid`) logged and replaced by
+the next readable window.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +25,10 @@ import h5py
 import numpy as np
 import torch
 from einops import rearrange
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from robovlms_mobile.data.cache import FrameCache
-from robovlms_mobile.data.episode import ACTION_AXES, Episode, EpisodeError, read_frames_rgb
+from robovlms_mobile.data.episode import ACTION_AXES, Episode, EpisodeError, read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
 from robovlms_mobile.data.scan import check_files
 from robovlms_mobile.data.split import SPLITS, split_episodes
@@ -102,6 +109,25 @@ def select_episodes(data_dir: str | Path | Sequence[str | Path], *, split: str, 
     return chosen, invalid
 
 
+def stack_rgb(samples: Sequence[dict[str, Any]]) -> torch.Tensor:
+    """(B, W, 3, S, S) float32 from items' `rgb` (normalised) or `frames` (uint8, normalised here, in place)."""
+    if "rgb" in samples[0]:
+        return torch.stack([s["rgb"] for s in samples])
+    frames = torch.stack([torch.as_tensor(s["frames"]) for s in samples])  # (B, W, S, S, 3) uint8
+    b, w, h, w2, c = frames.shape
+    out = _batch_tensor((b, w, c, h, w2))
+    normalise_frames(rearrange(frames, "b w h w2 c -> (b w) h w2 c"), out=out.view(b * w, c, h, w2))
+    return out
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An empty float32 tensor; inside a DataLoader worker, in shared memory (as default_collate does) so it is sent without a copy."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    proto = torch.empty(0, dtype=torch.float32)
+    return proto.new(proto._typed_storage()._new_shared(math.prod(shape))).view(shape)
+
+
 class MobileVLAH5Dataset(Dataset):
     """Windows of robot episodes with [linear_x, linear_y] velocity chunks scaled to [-1, 1]."""
 
@@ -176,7 +202,7 @@ class MobileVLAH5Dataset(Dataset):
         if self.cache is not None:
             return self.cache.frames(episode, start, stop)
         try:
-            frames = read_frames_rgb(self._file(episode.path), episode, start, stop)
+            frames, bgr = read_frames_stored(self._file(episode.path), episode, start, stop)
             if frames.shape != (self.window_size, *episode.frame_shape):
                 raise ValueError(f"read frames of shape {frames.shape}, expected {(self.window_size, *episode.frame_shape)}")
         except READ_ERRORS:
@@ -184,7 +210,7 @@ class MobileVLAH5Dataset(Dataset):
             if f is not None:
                 f.close()
             raise
-        return resize_frames(frames, self.image_size).numpy()
+        return resize_frames(frames, self.image_size, bgr=bgr).numpy()
 
     def _item(self, i: int) -> dict[str, Any]:
         e, start = self.index[i]
@@ -199,7 +225,7 @@ class MobileVLAH5Dataset(Dataset):
             raise EpisodeError(episode.path, problem) from None
         actions = episode.actions[start : start + self.window_size + self.chunk - 1] / self.max_speed
         return {
-            "rgb": normalise_frames(frames),  # (W, 3, S, S)
+            "frames": frames,  # (W, S, S, 3) uint8 RGB, resized
             "actions": torch.from_numpy(actions),  # (W + C - 1, 2)
             "instruction": episode.instruction,
             "episode": episode.path.name,
@@ -207,6 +233,20 @@ class MobileVLAH5Dataset(Dataset):
         }
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        """One window with normalised frames: `rgb` (W, 3, S, S) float32, `actions` (W + C - 1, 2)."""
+        item = self._window(i)
+        item["rgb"] = normalise_frames(item.pop("frames"))
+        return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """What a DataLoader fetches per batch: windows with uint8 `frames`, normalised by `collater` into the batch.
+
+        A float32 window is 4x the bytes of its uint8 frames; normalising once, straight into the
+        batch tensor (in shared memory inside a worker), keeps a cached window cheap to deliver.
+        """
+        return [self._window(i) for i in indices]
+
+    def _window(self, i: int) -> dict[str, Any]:
         try:
             return self._item(i)
         except EpisodeError as exc:
@@ -242,7 +282,7 @@ class MobileVLAH5Dataset(Dataset):
         instructions = [s["instruction"] for s in samples]
         text, text_mask = encode_prompts(self.tokenizer, instructions, self.prompt_template)
         return {
-            "rgb": torch.stack([s["rgb"] for s in samples]),
+            "rgb": stack_rgb(samples),  # (B, W, 3, S, S) float32
             "text": text,
             "text_mask": text_mask,
             "action": actions,

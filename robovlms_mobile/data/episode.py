@@ -308,3 +308,8 @@ def read_frames_rgb(f: h5py.File, episode: Episode, start: int, stop: int) -> np
     """Frames [start, stop) as RGB uint8 (n, H, W, 3), reading only those chunks."""
     frames = f[episode.image_key][start:stop]
     return frames[..., ::-1] if episode.generation == "v4" else frames
+
+
+def read_frames_stored(f: h5py.File, episode: Episode, start: int, stop: int) -> tuple[np.ndarray, bool]:
+    """Frames [start, stop) as stored (n, H, W, 3) and whether that order is BGR (V4): swap after resizing."""
+    return f[episode.image_key][start:stop], episode.generation == "v4"

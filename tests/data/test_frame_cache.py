@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+from robovlms_mobile.data.dataset import MobileVLAH5Dataset, stack_rgb
 from robovlms_mobile.data.episode import EpisodeError
 from robovlms_mobile.data.synthetic import generate_episodes
 
@@ -44,6 +44,16 @@ def test_cached_items_equal_uncached(data, tmp_path, capsys):
     manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert {m["entry"] for m in manifest.values()} == {e.name for e in entries}
     assert all({"path", "size", "mtime_ns", "image_size"} <= set(m) for m in manifest.values())
+
+
+def test_batched_fetch_equals_items(data, tmp_path):
+    """What a DataLoader fetches (`__getitems__`, uint8 frames normalised by the collater) equals stacked items."""
+    for cache in (None, str(tmp_path / "cache")):
+        ds = MobileVLAH5Dataset(str(data), cache_dir=cache, **KW)
+        idx = [3, 0, 9, 15]
+        raw = ds.__getitems__(idx)
+        assert raw[0]["frames"].dtype == np.uint8 and raw[0]["frames"].shape == (4, 32, 32, 3)
+        assert torch.equal(stack_rgb(raw), torch.stack([ds[i]["rgb"] for i in idx]))
 
 
 def test_built_once_and_rebuilt_when_a_source_changes(data, tmp_path):
