@@ -286,7 +286,9 @@ def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False
 
 def is_bag(path: Path) -> bool:
     """An .mcap file or a folder holding metadata.yaml / .mcap files."""
-    return (path.is_file() and path.suffix == ".mcap") or (path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap"))))
+    if path.is_file():
+        return path.suffix == ".mcap"
+    return path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")))
 
 
 def _check_written(path: Path) -> None:
@@ -314,7 +316,10 @@ def convert_any(sources: list[str | Path], out_dir: str | Path, **bag_kwargs: An
     overwrite = bag_kwargs.pop("overwrite", False)
     for kind, src in jobs:
         try:
-            out = convert_bag(src, out_dir, overwrite=overwrite, **bag_kwargs) if kind == "bag" else convert_v5(src, out_dir, overwrite=overwrite)
+            if kind == "bag":
+                out = convert_bag(src, out_dir, overwrite=overwrite, **bag_kwargs)
+            else:
+                out = convert_v5(src, out_dir, overwrite=overwrite)
             _check_written(out)
             written.append(out)
         except (ConversionError, OSError) as exc:

@@ -154,7 +154,8 @@ class MobileVLAH5Dataset(Dataset):
             split = "train" if is_training else "val"
         allowed = (*SPLITS, "test") if split_file else SPLITS
         if split not in allowed:
-            raise ValueError(f"dataset key 'split': {split!r}; expected one of {allowed}" + ("" if split_file else " ('test' needs a split_file)"))
+            hint = "" if split_file else " ('test' needs a split_file)"
+            raise ValueError(f"dataset key 'split': {split!r}; expected one of {allowed}{hint}")
         if max_speed <= 0:
             raise ValueError(f"dataset key 'max_speed' must be > 0, got {max_speed}")
         self.tokenizer = tokenizer

@@ -224,7 +224,8 @@ def _check_open_file(f: h5py.File, check: EpisodeCheck, *, min_length: int, max_
     else:
         raw = f["actions"]
         if not isinstance(raw, h5py.Dataset) or raw.ndim != 2 or raw.shape[1] < 2:
-            add(Problem("error", "action_shape", f"{tag} 'actions' has shape {getattr(raw, 'shape', None)}; expected (T, 3) [linear_x, linear_y, angular_z]"))
+            add(Problem("error", "action_shape", f"{tag} 'actions' has shape {getattr(raw, 'shape', None)}; "
+                                                 "expected (T, 3) [linear_x, linear_y, angular_z]"))
         elif raw.dtype.kind != "f":
             add(Problem("error", "action_dtype", f"{tag} 'actions' has dtype {raw.dtype}; expected float32"))
         else:
@@ -240,11 +241,13 @@ def _check_open_file(f: h5py.File, check: EpisodeCheck, *, min_length: int, max_
         if not finite.all():
             bad = np.argwhere(~finite)
             kinds = "/".join(k for k, m in (("NaN", np.isnan(actions).any()), ("inf", np.isinf(actions).any())) if m)
-            add(Problem("error", "non_finite", f"{tag} 'actions' contains NaN/inf ({kinds}; first at step {int(bad[0][0])}, {len(bad)} value(s))"))
+            add(Problem("error", "non_finite",
+                        f"{tag} 'actions' contains NaN/inf ({kinds}; first at step {int(bad[0][0])}, {len(bad)} value(s))"))
         peak = float(np.abs(np.where(finite, actions, 0.0)).max(initial=0.0))
         if peak > max_speed + 1e-6:
             step = int(np.argmax(np.abs(np.where(finite, actions, 0.0)).max(axis=1)))
-            add(Problem("error", "over_speed", f"{tag} |action| reaches {peak:.3f} > max_speed {max_speed} (step {step}); raise max_speed in the dataset config"))
+            add(Problem("error", "over_speed", f"{tag} |action| reaches {peak:.3f} > max_speed {max_speed} (step {step}); "
+                                               "raise max_speed in the dataset config"))
     if generation == "v4":
         _check_events(f, check, tag, n_frames)
     if "language_instruction" in f:
@@ -252,7 +255,8 @@ def _check_open_file(f: h5py.File, check: EpisodeCheck, *, min_length: int, max_
     else:
         instruction = instruction_from_name(path) or ""
     if not instruction:
-        add(Problem("error", "no_instruction", f"{tag} file has no 'language_instruction' and the file name names no scenario (…_1box_hori_left_…)"))
+        add(Problem("error", "no_instruction",
+                    f"{tag} file has no 'language_instruction' and the file name names no scenario (…_1box_hori_left_…)"))
     if images_ok and frames and n_frames:
         _check_frames(images, check, tag)
     if images_ok and raw is not None and actions is not None:
@@ -273,9 +277,11 @@ def _check_events(f: h5py.File, check: EpisodeCheck, tag: str, n_frames: int | N
     unknown = sorted(set(events) - set(EVENT_TYPES))
     if unknown:
         steps = [t for t, e in enumerate(events) if e not in EVENT_TYPES]
-        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) {unknown} at step(s) {steps[:10]}; expected {list(EVENT_TYPES)}"))
+        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) {unknown} "
+                                                              f"at step(s) {steps[:10]}; expected {list(EVENT_TYPES)}"))
     if n_frames is not None and len(events) != n_frames:
-        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has {len(events)} entries for {n_frames} frames"))
+        check.problems.append(Problem("error", "event_types",
+                                      f"{tag} 'action_event_types' has {len(events)} entries for {n_frames} frames"))
     elif events and events[0] != "episode_start":
         check.problems.append(Problem("warning", "event_types", f"{tag} first event is {events[0]!r}, not 'episode_start'"))
 

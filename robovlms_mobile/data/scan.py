@@ -27,5 +27,6 @@ def mark_duplicates(checks: Sequence[EpisodeCheck]) -> None:
             continue
         original = first.setdefault(check.content_hash, check.path)
         if original != check.path:
-            check.problems.append(Problem("error", "duplicate", f"duplicate of {original} (same actions and image bytes, content hash {check.content_hash[:12]})"))
+            check.problems.append(Problem("error", "duplicate", f"duplicate of {original} (same actions and image bytes, "
+                                                                f"content hash {check.content_hash[:12]})"))
             check.episode = None

@@ -93,7 +93,8 @@ def read_split_file(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"split_file {path}: invalid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ConfigError(f"split_file {path}: field 'format' must be {FORMAT!r}, got {doc.get('format') if isinstance(doc, dict) else doc!r}")
+        got = doc.get("format") if isinstance(doc, dict) else doc
+        raise ConfigError(f"split_file {path}: field 'format' must be {FORMAT!r}, got {got!r}")
     splits = doc.get("splits")
     if not isinstance(splits, dict) or set(splits) != set(SPLIT_NAMES):
         raise ConfigError(f"split_file {path}: field 'splits' must map each of {list(SPLIT_NAMES)} to a list")

@@ -73,7 +73,8 @@ def markdown(stats: dict[str, Any], images: Sequence[str] = ()) -> str:
     out = ["# Episode statistics", "", f"{stats['episodes']} episode(s): "
            + ", ".join(f"{n} {g.upper()}" for g, n in sorted(stats["generations"].items())), ""]
     if stats["skipped"]:
-        out += [f"{len(stats['skipped'])} file(s) left out because of errors (length and speed limits are not applied here):", ""] + [f"- `{p}`: {m}" for p, m in stats["skipped"]] + [""]
+        out += [f"{len(stats['skipped'])} file(s) left out because of errors (length and speed limits are not applied here):", ""]
+        out += [f"- `{p}`: {m}" for p, m in stats["skipped"]] + [""]
     out += ["## Scenarios", ""]
     for field in SCENARIO_FIELDS:
         out += _table(field, dict(sorted(stats["scenario"][field].items())))

@@ -87,7 +87,8 @@ def write_bad_files(d, *, warnings: bool = False) -> dict[str, Defect]:
         f"v5_too_short{TAG}": ({"observations/images": imgs[:10], "actions": acts[:10]}, Defect("too_short", "V5 file has 10 frames")),
         f"missing_images{TAG}": ({"actions": acts}, Defect("no_images", "no image data")),
         f"grey_images{TAG}": ({"images": imgs[..., 0], "actions": acts}, Defect("image_shape", "V4 '/images' has shape (18, 16, 16)")),
-        f"float_images{TAG}": ({"images": imgs.astype(np.float32), "actions": acts}, Defect("image_dtype", "V4 '/images' has dtype float32")),
+        f"float_images{TAG}": ({"images": imgs.astype(np.float32), "actions": acts},
+                               Defect("image_dtype", "V4 '/images' has dtype float32")),
         f"int_actions{TAG}": ({"images": imgs, "actions": acts.astype(np.int64)}, Defect("action_dtype", "V4 'actions' has dtype int64")),
         f"flat_actions{TAG}": ({"images": imgs, "actions": acts[:, 0]}, Defect("action_shape", "V4 'actions' has shape (18,)")),
         f"count_mismatch{TAG}": ({"images": imgs, "actions": acts[:-1]}, Defect("count_mismatch", "V4 file has 18 frames but 17 actions")),
@@ -95,7 +96,8 @@ def write_bad_files(d, *, warnings: bool = False) -> dict[str, Defect]:
         f"inf_actions{TAG}": ({"images": imgs, "actions": inf}, Defect("non_finite", "inf")),
         f"too_short{TAG}": ({"images": imgs[:17], "actions": acts[:17]}, Defect("too_short", "need at least window + chunk = 18")),
         f"over_speed{TAG}": ({"images": imgs, "actions": fast}, Defect("over_speed", "|action| reaches 1.300 > max_speed 1.15")),
-        "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts}, Defect("no_instruction", "V4 file has no 'language_instruction'")),
+        "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts},
+                                                   Defect("no_instruction", "V4 file has no 'language_instruction'")),
     }
     expected = {name: defect for name, (_, defect) in raw_cases.items()}
     for name, (datasets, _) in raw_cases.items():
