@@ -85,8 +85,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.show import show_episode
 
-    out = Path(args.out) if args.out else Path(args.file).with_suffix("").parent / "show"
-    result = show_episode(args.file, out, width=args.width, columns=args.columns, dt=args.dt, max_speed=args.max_speed)
+    result = show_episode(args.file, args.out, width=args.width, columns=args.columns, dt=args.dt, max_speed=args.max_speed)
     for key in ("sheet", "gif", "trajectory"):
         print(f"{key}: {result[key]}")
     x, y, heading = result["final_pose"]
@@ -99,7 +98,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     written, errors = convert_any(args.sources, args.out, camera_topic=args.camera_topic, cmd_topic=args.cmd_topic,
                                   mode=args.frames, fps=args.fps, scenario=args.scenario, instruction=args.instruction,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, progress=not args.no_progress)
     for path in written:
         print(f"wrote {path}")
     for message in errors:
@@ -173,7 +172,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        description="Draw one episode: a contact-sheet PNG (action arrow, values and event type on each "
                                    "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
     p.add_argument("file", help="episode file (V4 or V5)")
-    p.add_argument("--out", help="output folder (default: show/ beside the file)")
+    p.add_argument("--out", default="show", help="output folder (default: %(default)s)")
     p.add_argument("--width", type=int, default=320, help="frame width in the sheet and GIF (default: %(default)s)")
     p.add_argument("--columns", type=int, default=6, help="contact-sheet columns (default: %(default)s)")
     p.add_argument("--dt", type=float, default=0.4, help="seconds per frame for the GIF and the integration (default: %(default)s)")
@@ -193,6 +192,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_guarded("convert", _cmd_convert))
     return data
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from tqdm import tqdm
 
 from robovlms_mobile.data.episode import NAME_RE, check_episode, instruction_for, read_actions, read_frames_rgb
 from robovlms_mobile.data.synthetic import CHUNK_SIZE, event_types_for, write_episode_v4
@@ -297,7 +298,8 @@ def _check_written(path: Path) -> None:
         raise ConversionError(f"{path}: converted file fails its own checks: " + "; ".join(p.message for p in check.errors))
 
 
-def convert_any(sources: list[str | Path], out_dir: str | Path, **bag_kwargs: Any) -> tuple[list[Path], list[str]]:
+def convert_any(sources: list[str | Path], out_dir: str | Path, *, progress: bool = False,
+                **bag_kwargs: Any) -> tuple[list[Path], list[str]]:
     """Convert each source (bag, bag folder, V5 file, folder of V5 files); returns (written, errors), never stopping early."""
     written, errors = [], []
     jobs: list[tuple[str, Path]] = []
@@ -314,7 +316,7 @@ def convert_any(sources: list[str | Path], out_dir: str | Path, **bag_kwargs: An
         else:
             errors.append(f"{src}: does not exist")
     overwrite = bag_kwargs.pop("overwrite", False)
-    for kind, src in jobs:
+    for kind, src in tqdm(jobs, desc="converting", unit="source", disable=not progress):
         try:
             if kind == "bag":
                 out = convert_bag(src, out_dir, overwrite=overwrite, **bag_kwargs)
