@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
+from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.data.split_file import make_split, write_split_file
 from robovlms_mobile.launcher import preflight_data, train
 
 from bad_episodes import write_bad_files
@@ -55,14 +57,18 @@ def test_preflight_follows_skip_invalid(mixed, tiny_config):
 
 
 def test_training_starts_and_skips_them(mixed, tiny_config, tmp_path, caplog):
-    """`robovlms-mobile train` semantics, in process: the run trains on the valid files only."""
+    """In process, through upstream's GRDataModule: skip_invalid, a split file and the frame cache together."""
     d, expected = mixed
+    valid = [c for c in check_files(sorted(d.glob("*.h5")), min_length=18, max_speed=1.15) if c.episode]
+    split = write_split_file(tmp_path / "split.json", make_split([c.episode for c in valid], [c.path.name for c in valid],
+                                                                 val=0.25, seed=0))
     for name in ("train_dataset", "val_dataset"):
-        tiny_config[name].update(data_dir=str(d), skip_invalid=True)
+        tiny_config[name].update(data_dir=str(d), skip_invalid=True, split_file=str(split), cache_dir=str(tmp_path / "cache"))
     with caplog.at_level(logging.WARNING, logger="robovlms_mobile.data"):
         result = train(tiny_config, output_dir=tmp_path / "run", max_steps=2, progress=False)
     assert result["global_step"] == 2
     assert f"skipping {len(expected)} invalid episode file(s)" in caplog.text
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == len(valid) == 11  # train + val episodes, each cached once
 
 
 def test_cli_refuses_to_start_and_lists_them_all(mixed, tiny_config, tmp_path):
