@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from robovlms_mobile.data.cli import add_parser as add_data_parser
 from robovlms_mobile.serve.cli import add_parser as add_drive_parsers
 
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
+    add_data_parser(sub)
     add_drive_parsers(sub)
     return parser
 

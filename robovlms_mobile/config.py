@@ -20,6 +20,7 @@ HEAD_TYPE = "MobileVLALSTMDecoder"
 DATASET_KEYS = {
     "type": str, "data_dir": (str, list), "split": (str, type(None)), "val_ratio": (int, float),
     "split_seed": int, "max_speed": (int, float), "prompt_template": str, "pattern": str, "model_name": str,
+    "skip_invalid": bool, "split_file": (str, type(None)), "cache_dir": (str, type(None)),
 }
 HEAD_KEYS = {
     "type": str, "action_dim": int, "hidden_size": int, "num_layers": int, "policy_rnn_dropout_p": (int, float),
@@ -116,7 +117,7 @@ def validate_config(configs: dict[str, Any]) -> dict[str, Any]:
             datasets.append((name, section))
     if len(datasets) == 2:
         (a, sa), (b, sb) = datasets
-        for key in ("max_speed", "prompt_template"):
+        for key in ("max_speed", "prompt_template", "split_file"):  # one split file for both, or val could leak
             if sa.get(key) != sb.get(key):
                 raise ConfigError(f"'{a}.{key}' ({sa.get(key)!r}) and '{b}.{key}' ({sb.get(key)!r}) must match")
     return configs

@@ -66,20 +66,27 @@ def check_free_space(output_dir: Path, needed: int) -> None:
 
 
 def preflight_data(configs: dict[str, Any]) -> None:
-    """Check every episode file named by the config before the (large) model is built."""
+    """Check every episode file (and split file) named by the config before the (large) model is built.
+
+    Invalid files raise one InvalidEpisodesError listing them all, unless the section has
+    `skip_invalid: true` (then they are skipped with a warning, as the dataset will).
+    """
     from robovlms_mobile.config import DATASET_TYPE
-    from robovlms_mobile.data.dataset import DEFAULT_MAX_SPEED, scan_episodes
+    from robovlms_mobile.data.dataset import DEFAULT_MAX_SPEED, select_episodes
 
     seen = set()
-    for name in ("train_dataset", "val_dataset"):
+    for name, default_split in (("train_dataset", "train"), ("val_dataset", "val")):
         section = configs.get(name)
         if not isinstance(section, dict) or section.get("type") != DATASET_TYPE:
             continue
-        key = (str(section["data_dir"]), section.get("pattern", "*.h5"))
+        kwargs = dict(split=section.get("split") or default_split, pattern=section.get("pattern", "*.h5"),
+                      skip_invalid=section.get("skip_invalid", False), split_file=section.get("split_file"),
+                      val_ratio=section.get("val_ratio", 0.1), split_seed=section.get("split_seed", 0))
+        key = (str(section["data_dir"]), *map(str, kwargs.values()))
         if key not in seen:
             seen.add(key)
-            scan_episodes(section["data_dir"], min_length=configs["window_size"] + configs["fwd_pred_next_n"],
-                          max_speed=section.get("max_speed", DEFAULT_MAX_SPEED), pattern=key[1])
+            select_episodes(section["data_dir"], min_length=configs["window_size"] + configs["fwd_pred_next_n"],
+                            max_speed=section.get("max_speed", DEFAULT_MAX_SPEED), **kwargs)
 
 
 def build_datamodule(configs: dict[str, Any], model: Any) -> Any:

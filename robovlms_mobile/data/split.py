@@ -38,3 +38,37 @@ def split_episodes(names: Sequence[str], sides: Sequence[str], *, val_ratio: flo
 
 def _rank(name: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+
+def assign_splits(keys: Sequence[str], strata: Sequence[tuple[str, ...]], ratios: dict[str, float], seed: int) -> list[str]:
+    """A split name per item: seeded, stratified, and independent of the input order.
+
+    Items are ordered so that each stratum level forms contiguous blocks (side, then box count
+    within it, ...), the blocks and the items inside the last level in a seeded order. Walking
+    that order, each non-train split accumulates its ratio per item (from 0.5) and takes the
+    item whenever its total reaches 1: every block gets its share to within one item, and each
+    split gets round(ratio * n) items (one fewer at most when two splits come due together).
+    """
+    if len(keys) != len(strata):
+        raise ValueError(f"{len(keys)} keys but {len(strata)} strata")
+    if len(set(keys)) != len(keys):
+        raise ValueError("split keys must be unique")
+    others = sorted(s for s in ratios if s != "train")
+    if any(ratios[s] < 0 for s in ratios) or sum(ratios[s] for s in others) >= 1.0:
+        raise ValueError(f"split ratios must be >= 0 and leave some train data, got {ratios}")
+
+    def order(i: int) -> tuple[str, ...]:
+        levels = strata[i]
+        return (*(_rank("/".join(levels[: d + 1]), seed) for d in range(len(levels))), _rank(keys[i], seed))
+
+    acc = {s: 0.5 for s in others}
+    out = ["train"] * len(keys)
+    for i in sorted(range(len(keys)), key=order):
+        for s in others:
+            acc[s] += ratios[s]
+        ready = [s for s in others if acc[s] >= 1.0]
+        if ready:
+            best = max(ready, key=lambda s: (acc[s], s))
+            acc[best] -= 1.0
+            out[i] = best
+    return out

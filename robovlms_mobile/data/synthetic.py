@@ -25,7 +25,7 @@ from typing import NamedTuple, Sequence
 import h5py
 import numpy as np
 
-from robovlms_mobile.data.episode import instruction_for
+from robovlms_mobile.data.episode import EVENT_TYPES, instruction_for
 
 SPEED = 1.15  # keyboard linear velocity (both axes; diagonals use it on both)
 TURN = 0.2  # V5 angular_z magnitude
@@ -33,7 +33,6 @@ STEP_S = 0.4  # seconds of motion per key press / frame
 CHUNK_SIZE = 8  # V4 `action_chunk_size` attr written by default
 N_BOXES, LAYOUTS, SIDES = (1, 2), ("hori", "vert"), ("left", "right")
 VARIANTS, DISTANCES = ("core", "variant"), ("close", "medium", "far")
-EVENT_TYPES = ("episode_start", "start_action", "stop_action")
 V4_ATTRS = ("episode_name", "num_frames", "total_duration", "action_chunk_size",
             "obstacle_layout_type", "collection_datetime")
 V5_ATTRS = ("scenario", "pattern", "distance", "end_pos")

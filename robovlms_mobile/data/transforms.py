@@ -11,15 +11,39 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def preprocess_frames(frames_rgb: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
-    """RGB uint8 (n, H, W, 3) -> normalised float32 (n, 3, S, S), bicubic + antialias like upstream's PIL path."""
-    x = torch.as_tensor(np.ascontiguousarray(frames_rgb))
+def resize_frames(frames: np.ndarray | torch.Tensor, image_size: int, *, bgr: bool = False) -> torch.Tensor:
+    """RGB (or BGR, `bgr=True`) (n, H, W, 3) -> RGB uint8 (n, S, S, 3), bicubic + antialias, rounded as upstream's PIL path.
+
+    torch's uint8 kernel is used: it is ~25x faster than resizing in float32 on a 720x1280 frame,
+    and its output is what the frame cache stores, so cached and uncached items are identical.
+    BGR frames are swapped to RGB after resizing (per channel, so the same result): reversing the
+    channels of full-size frames first costs more than the resize itself.
+    """
+    x = torch.as_tensor(np.ascontiguousarray(frames))
     if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"frames must be (n, H, W, 3) RGB, got {tuple(x.shape)}")
-    x = rearrange(x, "n h w c -> n c h w").float()
-    if x.shape[-2:] != (image_size, image_size):
+        raise ValueError(f"frames must be (n, H, W, 3) colour, got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = x.float().clamp(0, 255).round().to(torch.uint8)
+    if x.shape[1:3] != (image_size, image_size):
+        x = rearrange(x, "n h w c -> n c h w")  # a channels-last view: no copy
         x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False)
-    x = x.clamp_(0, 255).div_(255.0)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+        x = rearrange(x, "n c h w -> n h w c")
+    return (x.flip(-1) if bgr else x).contiguous()
+
+
+_SCALE = 1.0 / (255.0 * torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+_BIAS = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255.0 * _SCALE
+
+
+def normalise_frames(frames_rgb: np.ndarray | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """uint8 RGB (n, S, S, 3) -> CLIP-normalised float32 (n, 3, S, S): (x / 255 - mean) / std, into `out` if given."""
+    x = rearrange(torch.as_tensor(np.asarray(frames_rgb)), "n h w c -> n c h w")  # a view
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.float32)
+    out.copy_(x)  # convert + transpose in one pass; then two vectorised in-place passes (~4x faster than x.float() * scale)
+    return out.mul_(_SCALE).sub_(_BIAS)
+
+
+def preprocess_frames(frames_rgb: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:
+    """RGB uint8 (n, H, W, 3) -> normalised float32 (n, 3, S, S): `resize_frames` then `normalise_frames`."""
+    return normalise_frames(resize_frames(frames_rgb, image_size))

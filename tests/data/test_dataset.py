@@ -14,49 +14,11 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
 from robovlms_mobile.data.episode import instruction_for
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE
-from robovlms_mobile.data.synthetic import event_types_for, write_episode_v4, write_episode_v5
 from robovlms_mobile.data.transforms import CLIP_MEAN, CLIP_STD
 
-SIZE = (16, 16)  # stored frame (H, W); the dataset resizes to 224
+from bad_episodes import V5_TEXT, frames, ramp_actions, v4_name, write_bad_files, write_v4, write_v5
+
 RED = (255, 0, 0)
-V5_TEXT = "go around the boxes on the right and stop in front of the bottle"
-
-
-def v4_name(i: int = 0, side: str = "left", boxes: int = 1) -> str:
-    return f"episode_20250106_0900{i:02d}_{boxes}box_hori_{side}_core_medium.h5"
-
-
-def ramp_actions(length: int) -> np.ndarray:
-    """(length, 3) float32 actions, distinct at every step, |linear| <= 1.15, angular_z 0.2."""
-    t = np.arange(length, dtype=np.float32)
-    return np.stack([1.15 * (t + 1) / length, -1.15 * t / length, np.full(length, 0.2, np.float32)], 1)
-
-
-def frames(length: int, colour: tuple | None = None) -> np.ndarray:
-    """Solid RGB frames; by default frame t has colour (10t, 200 - 10t, 5t) so a window's start can be read back."""
-    t = np.arange(length)
-    colours = np.tile(np.uint8(colour), (length, 1)) if colour else np.stack([10 * t, 200 - 10 * t, 5 * t], 1)
-    return np.ascontiguousarray(np.broadcast_to(colours.astype(np.uint8)[:, None, None], (length, *SIZE, 3)))
-
-
-def write_v4(path, actions, images=None, instruction=None):
-    images = frames(len(actions)) if images is None else images
-    attrs = {"obstacle_layout_type": "1box_hori", "collection_datetime": "2025-01-06T09:00:00"}
-    return write_episode_v4(path, images, actions, event_types_for(actions), instruction=instruction, attrs=attrs)
-
-
-def write_v5(path, actions, images=None, instruction=V5_TEXT):
-    images = frames(len(actions)) if images is None else images
-    attrs = {"scenario": "2box_hori_right", "pattern": "core", "distance": "medium", "end_pos": np.zeros(2, np.float32)}
-    return write_episode_v5(path, images, actions, instruction=instruction, attrs=attrs)
-
-
-def write_raw(path, datasets: dict):
-    """An HDF5 file holding exactly these datasets (keys may be 'group/name'), for malformed inputs."""
-    with h5py.File(path, "w") as f:
-        for key, value in datasets.items():
-            f.create_dataset(key, data=value)
-    return path
 
 
 def make(data_dir, tokenizer=None, **kwargs) -> MobileVLAH5Dataset:
@@ -218,7 +180,7 @@ def test_instruction_from_file_else_name_never_from_actions(tmp_path):
     rightward = leftward * np.float32([1, -1, 1])
     write_v4(tmp_path / v4_name(0, "right", boxes=2), leftward)
     write_v4(tmp_path / v4_name(1, "left"), rightward)
-    write_v4(tmp_path / v4_name(2, "right"), leftward, instruction="stop in front of the bottle")
+    write_v4(tmp_path / v4_name(2, "right"), leftward, images=frames(18, variant=1), instruction="stop in front of the bottle")
     ds = make(tmp_path)
     got = {ds[i]["episode"]: ds[i]["instruction"] for i in range(len(ds))}
     assert got == {
@@ -239,8 +201,8 @@ def split_dirs(tmp_path_factory):
     """The same 10 left + 10 right episodes written in two different orders into two folders."""
     dirs = tmp_path_factory.mktemp("forward"), tmp_path_factory.mktemp("backward")
     for d, order in zip(dirs, (SIDED, SIDED[::-1])):
-        for i, side in order:
-            write_v4(d / v4_name(i, side), ramp_actions(18))
+        for i, side in order:  # distinct recordings: identical files would be duplicates
+            write_v4(d / v4_name(i, side), ramp_actions(18), images=frames(18, variant=i))
     return dirs
 
 
@@ -303,37 +265,6 @@ def test_distributed_sampler_shards(ramp_dir, tokenizer):
 # --- 8. bad input ----------------------------------------------------------------------------------------------------
 
 
-def write_bad_files(d) -> dict[str, str]:
-    """Write one malformed file per defect into d; returns {file name: text its error must contain}."""
-    imgs, acts = frames(18), ramp_actions(18)
-    nan, inf = acts.copy(), acts.copy()
-    nan[3, 0], inf[4, 1] = np.nan, np.inf
-    tag = "_1box_hori_left_core_medium.h5"  # a name that yields an instruction, so only the defect is wrong
-    raw_cases = {  # a file whose generation is known says which (spec §4)
-        f"missing_actions{tag}": ({"images": imgs}, "V4 file has no 'actions'"),
-        f"v5_missing_actions{tag}": ({"observations/images": imgs}, "V5 file has no 'actions'"),
-        f"v5_too_short{tag}": ({"observations/images": imgs[:10], "actions": acts[:10]}, "V5 file has 10 frames"),
-        f"missing_images{tag}": ({"actions": acts}, "no image data"),
-        f"grey_images{tag}": ({"images": imgs[..., 0], "actions": acts}, "V4 '/images' has shape (18, 16, 16)"),
-        f"float_images{tag}": ({"images": imgs.astype(np.float32), "actions": acts}, "V4 '/images' has dtype float32"),
-        f"int_actions{tag}": ({"images": imgs, "actions": acts.astype(np.int64)}, "V4 'actions' has dtype int64"),
-        f"count_mismatch{tag}": ({"images": imgs, "actions": acts[:-1]}, "V4 file has 18 frames but 17 actions"),
-        f"nan_actions{tag}": ({"images": imgs, "actions": nan}, "V4 'actions' contains NaN"),
-        f"inf_actions{tag}": ({"images": imgs, "actions": inf}, "inf"),
-        f"too_short{tag}": ({"images": imgs[:17], "actions": acts[:17]}, "need at least window + chunk = 18"),
-        "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts}, "V4 file has no 'language_instruction'"),
-    }
-    expected = {name: text for name, (_, text) in raw_cases.items()}
-    for name, (datasets, _) in raw_cases.items():
-        write_raw(d / name, datasets)
-    (d / f"not_hdf5{tag}").write_text("this is not an HDF5 file\n")
-    valid = write_v4(d / "valid.tmp", acts).read_bytes()
-    (d / f"truncated{tag}").write_bytes(valid[: len(valid) // 2])
-    (d / "valid.tmp").unlink()
-    expected.update({f"not_hdf5{tag}": "not a readable HDF5 file", f"truncated{tag}": "not a readable HDF5 file"})
-    return expected
-
-
 def test_bad_files_all_reported_at_construction(tmp_path):
     """One InvalidEpisodesError at construction lists every bad file with its problem, and no good file."""
     good = [write_v4(tmp_path / v4_name(0, "left"), ramp_actions(18)).name,
@@ -344,8 +275,8 @@ def test_bad_files_all_reported_at_construction(tmp_path):
     err, message = info.value, str(info.value)
     problems = {e.path.name: e.problem for e in err.errors}
     assert set(problems) == set(expected) and message.startswith(f"{len(expected)} invalid episode file(s)")
-    for name, text in expected.items():
-        assert text in problems[name], (name, problems[name])
+    for name, defect in expected.items():
+        assert defect.text in problems[name], (name, problems[name])
         assert f"{tmp_path / name}: {problems[name]}" in message
     assert not any(g in message for g in good)
 

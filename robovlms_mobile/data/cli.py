@@ -1,0 +1,198 @@
+"""`robovlms-mobile data ...`: validate, stats, split, show, convert (each with --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED = 8, 10, 1.15
+
+
+def _limits(args: argparse.Namespace) -> tuple[int, float, str]:
+    """(window + chunk, max_speed, pattern) from flags, else the config, else the defaults."""
+    window, chunk, max_speed, pattern = DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED, "*.h5"
+    if args.config:
+        from robovlms_mobile.config import load_config
+
+        cfg = load_config(args.config)
+        section = cfg.get("train_dataset") or {}
+        window, chunk = cfg.get("window_size", window), cfg.get("fwd_pred_next_n", chunk)
+        max_speed, pattern = section.get("max_speed", max_speed), section.get("pattern", pattern)
+    window = args.window if args.window is not None else window
+    chunk = args.chunk if args.chunk is not None else chunk
+    max_speed = args.max_speed if args.max_speed is not None else max_speed
+    return window + chunk, float(max_speed), args.pattern or pattern
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.validate import format_table, report, validate, write_report
+
+    min_length, max_speed, pattern = _limits(args)
+    checks, names = validate(args.inputs, min_length=min_length, max_speed=max_speed, frames=not args.no_frames,
+                             pattern=pattern, progress=not args.no_progress)
+    print(format_table(checks, names))
+    if args.json:
+        settings = {"min_length": min_length, "max_speed": max_speed, "pattern": pattern, "frames_checked": not args.no_frames}
+        print(f"report: {write_report(args.json, report(checks, names, settings))}")
+    return 1 if any(c.errors for c in checks) else 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.stats import write_stats
+    from robovlms_mobile.data.validate import collect_files
+
+    paths = [p for p, _ in collect_files(args.inputs, args.pattern or "*.h5")]
+    _, summary = write_stats(paths, args.out, progress=not args.no_progress)
+    print(summary.read_text())
+    print(f"written: {summary} and the PNG plots beside it")
+    return 0
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.dataset import find_episode_files
+    from robovlms_mobile.data.scan import check_files
+    from robovlms_mobile.data.split_file import make_split, relative_names, stratum_of, write_split_file
+
+    min_length, max_speed, pattern = _limits(args)
+    root = Path(args.dir)
+    paths = find_episode_files(root, pattern)
+    checks = check_files(paths, min_length=min_length, max_speed=max_speed, progress=not args.no_progress)
+    names = relative_names(paths, [root])
+    bad = [(n, "; ".join(p.message for p in c.errors)) for n, c in zip(names, checks) if c.errors]
+    if bad and not args.skip_invalid:
+        lines = "\n".join(f"  {n}: {m}" for n, m in bad)
+        print(f"robovlms-mobile data split: error: {len(bad)} invalid episode file(s) (fix them, or --skip-invalid to "
+              f"leave them out):\n{lines}", file=sys.stderr)
+        return 2
+    good = [(n, c.episode) for n, c in zip(names, checks) if c.episode is not None]
+    doc = make_split([e for _, e in good], [n for n, _ in good], val=args.val, test=args.test, seed=args.seed, excluded=bad)
+    out = write_split_file(args.out, doc)
+    by_split = {e["file"]: s for s, entries in doc["splits"].items() for e in entries}
+    sides = Counter((by_split[n], stratum_of(e)[0]) for n, e in good)
+    boxes = Counter((by_split[n], stratum_of(e)[1]) for n, e in good)
+    print(f"{len(good)} episodes -> " + ", ".join(f"{s} {c}" for s, c in doc["counts"].items())
+          + (f" ({len(bad)} invalid left out)" if bad else ""))
+    for split in doc["counts"]:
+        print(f"  {split:<5} side " + " ".join(f"{k}={sides[(split, k)]}" for k in sorted({k for _, k in sides}))
+              + "  boxes " + " ".join(f"{k}={boxes[(split, k)]}" for k in sorted({k for _, k in boxes})))
+    print(f"split file: {out}  (dataset key \"split_file\": \"{out}\")")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.show import show_episode
+
+    result = show_episode(args.file, args.out, width=args.width, columns=args.columns, dt=args.dt, max_speed=args.max_speed)
+    for key in ("sheet", "gif", "trajectory"):
+        print(f"{key}: {result[key]}")
+    x, y, heading = result["final_pose"]
+    print(f"final pose: x {x:+.2f} m (forward), y {y:+.2f} m (left), heading {heading:+.2f} rad after {result['num_frames']} frames")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.convert import convert_any
+
+    written, errors = convert_any(args.sources, args.out, camera_topic=args.camera_topic, cmd_topic=args.cmd_topic,
+                                  mode=args.frames, fps=args.fps, scenario=args.scenario, instruction=args.instruction,
+                                  overwrite=args.overwrite, progress=not args.no_progress)
+    for path in written:
+        print(f"wrote {path}")
+    for message in errors:
+        print(f"robovlms-mobile data convert: error: {message}", file=sys.stderr)
+    print(f"{len(written)} V4 file(s) written, {len(errors)} source(s) failed")
+    return 1 if errors else 0
+
+
+def _guarded(name: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input ends in one line naming the problem (exit 2), not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from robovlms_mobile.config import ConfigError
+
+        try:
+            return func(args)
+        except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:
+            print(f"robovlms-mobile data {name}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="experiment config: window_size, fwd_pred_next_n, train_dataset.max_speed/pattern")
+    p.add_argument("--window", type=int, help=f"window size (default: config, else {DEFAULT_WINDOW})")
+    p.add_argument("--chunk", type=int, help=f"action chunk length (default: config, else {DEFAULT_CHUNK})")
+    p.add_argument("--max-speed", type=float, help=f"largest allowed |linear velocity| (default: config, else {DEFAULT_MAX_SPEED})")
+    p.add_argument("--pattern", help="file name pattern (default: config, else *.h5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `data` command group to the main CLI."""
+    data = subparsers.add_parser("data", help="episode data toolkit: validate, stats, split, show, convert",
+                                 description="Check, inspect, split and convert robot episode files (V4/V5 HDF5, ROS 2 bags).")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+
+    p = sub.add_parser("validate", help="check every file; table of problems, JSON report",
+                       description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
+                                   "has an error; warnings (black/constant frames, no event types) are allowed.")
+    p.add_argument("inputs", nargs="+", metavar="DIR", help="folders (searched recursively) or files")
+    _limit_flags(p)
+    p.add_argument("--json", metavar="PATH", help="also write a JSON report")
+    p.add_argument("--no-frames", action="store_true", help="skip decoding every frame (black/constant checks)")
+    p.set_defaults(func=_guarded("validate", _cmd_validate))
+
+    p = sub.add_parser("stats", help="scenario counts, lengths, action classes, per-axis values: PNG + Markdown",
+                       description="Summarise a folder of episodes: counts by scenario, length histogram, action classes, "
+                                   "per-axis value histograms; writes PNG plots and summary.md.")
+    p.add_argument("inputs", nargs="+", metavar="DIR", help="folders or files")
+    p.add_argument("--out", default="data-stats", help="output folder (default: %(default)s)")
+    p.add_argument("--pattern", help="file name pattern (default: *.h5)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_guarded("stats", _cmd_stats))
+
+    p = sub.add_parser("split", help="write a seeded, scenario-stratified train/val/test split file",
+                       description="Write a deterministic episode-level split (JSON: seed, ratios, files and content hashes "
+                                   "per split), stratified by scenario; the same episodes give the same file whatever "
+                                   "their order. Use it with the dataset key \"split_file\".")
+    p.add_argument("dir", help="episode folder")
+    p.add_argument("--out", default="split.json", help="split file to write (default: %(default)s)")
+    p.add_argument("--val", type=float, default=0.1, help="validation share (default: %(default)s)")
+    p.add_argument("--test", type=float, default=0.0, help="test share (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
+    p.add_argument("--skip-invalid", action="store_true", help="leave invalid files out (listed in the file) instead of refusing")
+    _limit_flags(p)
+    p.set_defaults(func=_guarded("split", _cmd_split))
+
+    p = sub.add_parser("show", help="contact sheet, animated GIF and trajectory of one episode",
+                       description="Draw one episode: a contact-sheet PNG (action arrow, values and event type on each "
+                                   "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
+    p.add_argument("file", help="episode file (V4 or V5)")
+    p.add_argument("--out", default="show", help="output folder (default: %(default)s)")
+    p.add_argument("--width", type=int, default=320, help="frame width in the sheet and GIF (default: %(default)s)")
+    p.add_argument("--columns", type=int, default=6, help="contact-sheet columns (default: %(default)s)")
+    p.add_argument("--dt", type=float, default=0.4, help="seconds per frame for the GIF and the integration (default: %(default)s)")
+    p.add_argument("--max-speed", type=float, default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
+    p.set_defaults(func=_guarded("show", _cmd_show))
+
+    p = sub.add_parser("convert", help="ROS 2 bags (MCAP) or V5 files -> V4 episode files",
+                       description="Convert rosbag2 MCAP bags (a camera topic + /cmd_vel) or V5 HDF5 files to V4 episode "
+                                   "files. Bags: one frame per velocity change, as the original collector recorded "
+                                   "(--frames change), or a fixed rate (--frames rate --fps F).")
+    p.add_argument("sources", nargs="+", metavar="SRC", help=".mcap files, rosbag2 folders, V5 .h5 files or folders of them")
+    p.add_argument("--out", required=True, help="output folder for the V4 files")
+    p.add_argument("--camera-topic", default="/camera/image_raw", help="sensor_msgs Image or CompressedImage topic (default: %(default)s)")
+    p.add_argument("--cmd-topic", default="/cmd_vel", help="geometry_msgs Twist topic (default: %(default)s)")
+    p.add_argument("--frames", choices=("change", "rate"), default="change", help="frame selection (default: %(default)s)")
+    p.add_argument("--fps", type=float, help="frames per second for --frames rate")
+    p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
+    p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_guarded("convert", _cmd_convert))
+    return data
+
