@@ -89,16 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; errors in user input print one line and exit 2."""
-    from robovlms_mobile.config import ConfigError
-    from robovlms_mobile.data.dataset import InvalidEpisodesError
-    from robovlms_mobile.launcher import OutputDirError
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError) as exc:
-        print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        # imported only on failure, so `--help` and light commands stay fast
+        from robovlms_mobile.config import ConfigError
+        from robovlms_mobile.data.dataset import InvalidEpisodesError
+        from robovlms_mobile.launcher import OutputDirError
+
+        if isinstance(exc, (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError)):
+            print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -64,9 +64,8 @@ CALL_SITES = {
 def describe(module_name: str, qualname: str) -> str:
     """Signature text of module.qualname (or 'property')."""
     obj = importlib.import_module(module_name)
-    owner = None
     for part in qualname.split("."):
-        owner, obj = obj, inspect.getattr_static(obj, part) if inspect.isclass(obj) else getattr(obj, part)
+        obj = inspect.getattr_static(obj, part) if inspect.isclass(obj) else getattr(obj, part)
     if isinstance(obj, property):
         return "property"
     if isinstance(obj, (classmethod, staticmethod)):
