@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
+    importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
     return parser
 
 
