@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
     importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
+    importlib.import_module("robovlms_mobile.eval.cli").add_parser(sub)
     return parser
 
 
