@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_generate)
     importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
     importlib.import_module("robovlms_mobile.eval.cli").add_parser(sub)
+    importlib.import_module("robovlms_mobile.sweep").add_parser(sub)
     return parser
 
 
