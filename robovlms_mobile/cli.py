@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_generate)
     add_data_parser(sub)
     add_drive_parsers(sub)
+    importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
+    importlib.import_module("robovlms_mobile.eval.cli").add_parser(sub)
+    importlib.import_module("robovlms_mobile.sweep").add_parser(sub)
     return parser
 
 

@@ -27,6 +27,8 @@ HEAD_KEYS = {
     "down_sample": str, "latent": int, "fwd_pred_next_n": int, "window_size": int, "action_space": str,
     "with_history": bool, "history_type": str, "huber_delta": (int, float),
 }
+CNN_TYPE = "RoboResNet"
+CNN_KEYS = {"arch": str, "hidden_size": int, "input_size": int, "fusion_layers": int, "heads": int}
 LORA_KEYS = {"lora_enable": bool, "lora_r": int, "lora_alpha": (int, float), "lora_dropout": (int, float), "lora_bias": str}
 REQUIRED_TOP = ("robovlm_name", "model", "window_size", "fwd_pred_next_n", "train_setup", "act_head", "vlm", "tokenizer", "trainer")
 
@@ -81,6 +83,24 @@ def _type_names(types: Any) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)
 
 
+def _check_cnn(configs: dict[str, Any]) -> None:
+    from robovlms_mobile.baseline.model import ARCHS
+
+    cnn = configs.get("cnn_backbone", {})
+    if not isinstance(cnn, dict):
+        raise ConfigError("'cnn_backbone' must be an object")
+    _check_section(cnn, CNN_KEYS, "cnn_backbone")
+    if cnn.get("arch", "resnet18") not in ARCHS:
+        raise ConfigError(f"'cnn_backbone.arch' = {cnn['arch']!r}: expected one of {list(ARCHS)}")
+    for key in ("hidden_size", "input_size", "fusion_layers", "heads"):
+        if key in cnn and cnn[key] < 1:
+            raise ConfigError(f"'cnn_backbone.{key}' = {cnn[key]}: expected a positive integer")
+    if cnn.get("hidden_size", 256) % cnn.get("heads", 4):
+        raise ConfigError("'cnn_backbone.hidden_size' must be divisible by 'cnn_backbone.heads'")
+    if configs["train_setup"].get("lora_enable", False):
+        raise ConfigError(f"'train_setup.lora_enable' must be false for {CNN_TYPE}: LoRA adapts Kosmos-2 only")
+
+
 def validate_config(configs: dict[str, Any]) -> dict[str, Any]:
     """Check the plugin-owned parts of a full experiment config; returns it unchanged."""
     for key in REQUIRED_TOP:
@@ -98,6 +118,10 @@ def validate_config(configs: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"'act_head.action_dim' = {head['action_dim']}: {HEAD_TYPE} predicts [linear_x, linear_y], use 2")
         if head.get("action_space", "continuous") != "continuous":
             raise ConfigError("'act_head.action_space' must be 'continuous' for " + HEAD_TYPE)
+    if configs["robovlm_name"] == CNN_TYPE:
+        _check_cnn(configs)
+    elif "cnn_backbone" in configs:
+        raise ConfigError(f"'cnn_backbone' is only read when 'robovlm_name' is {CNN_TYPE!r} (got {configs['robovlm_name']!r})")
     lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
     _check_section(lora, LORA_KEYS, "train_setup")
     datasets = []

@@ -7,6 +7,7 @@ each of those modules as it is imported, so nothing heavy is imported before ups
 
 - `robovlms.data.MobileVLAH5Dataset`
 - `robovlms.model.policy_head.MobileVLALSTMDecoder`
+- `robovlms.model.backbone.RoboResNet` (the CNN baseline, baseline/backbone.py)
 - `BaseTrainer.from_checkpoint` dispatches on the config key `trainer_type`; configs without
   it build upstream's `BaseTrainer` exactly as before.
 - the Kosmos-2 `inputs_embeds` patch (patches/kosmos2_inputs_embeds.py).
@@ -32,6 +33,7 @@ def register() -> None:
     _registered = True
     autoload.when_imported("robovlms.data", _register_dataset)
     autoload.when_imported("robovlms.model.policy_head", _register_head)
+    autoload.when_imported("robovlms.model.backbone", _register_backbone)
     autoload.when_imported("robovlms.train.base_trainer", _register_trainer_dispatch)
     autoload.when_imported("transformers.models.kosmos2.modeling_kosmos2", _patch_kosmos2)
 
@@ -70,6 +72,10 @@ def _register_dataset(module: ModuleType) -> None:
 
 def _register_head(module: ModuleType) -> None:
     _lazy_attribute(module, "MobileVLALSTMDecoder", "robovlms_mobile.model.policy_head:MobileVLALSTMDecoder")
+
+
+def _register_backbone(module: ModuleType) -> None:
+    _lazy_attribute(module, "RoboResNet", "robovlms_mobile.baseline.backbone:RoboResNet")
 
 
 def _patch_kosmos2(module: ModuleType) -> None:

@@ -1,0 +1,1 @@
+"""Evaluation: offline metrics on episode files, closed-loop driving in the simulator."""

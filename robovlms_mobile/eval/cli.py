@@ -1,0 +1,106 @@
+"""`robovlms-mobile eval offline CKPT DATA` and `robovlms-mobile eval closed-loop CKPT`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from robovlms_mobile.sim.cli import parse_size, scenario_arg
+
+
+def _out_dir(args: argparse.Namespace, kind: str) -> Path:
+    if args.out:
+        return Path(args.out)
+    base = Path(args.checkpoint).parent if getattr(args, "checkpoint", None) else Path("runs")
+    return base / f"eval_{kind}"
+
+
+def _cmd_offline(args: argparse.Namespace) -> int:
+    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+    from robovlms_mobile.eval.loading import load_trained
+    from robovlms_mobile.eval.offline import offline_report
+    from robovlms_mobile.eval.plots import plot_offline
+
+    module, meta = load_trained(args.checkpoint, args.base_model_dir)
+    dataset = MobileVLAH5Dataset(args.data, tokenizer=module.model.tokenizer, window_size=meta["window_size"],
+                                 fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split=args.split,
+                                 val_ratio=args.val_ratio, split_seed=args.split_seed, max_speed=meta["max_speed"],
+                                 prompt_template=meta["template"])
+    report = offline_report(module, dataset, meta, batch_size=args.batch_size, progress=not args.no_progress)
+    report.update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split)
+    out = _out_dir(args, "offline")
+    out.mkdir(parents=True, exist_ok=True)
+    report["plots"] = [str(p) for p in plot_offline(report, out)]
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    keys = [k for k in report if k.startswith(("mae_l", "rmse_", "sign_", "instruction_sensitivity_l", "lateral"))]
+    print(json.dumps({"report": str(out / "report.json"), **{k: report[k] for k in keys}}))
+    return 0
+
+
+def _cmd_closed_loop(args: argparse.Namespace) -> int:
+    from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
+    from robovlms_mobile.eval.plots import plot_closed_loop
+    from robovlms_mobile.eval.policy import BlankInstruction, HttpPolicy, InProcessPolicy
+    from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
+
+    if (args.checkpoint is None) == (args.server is None):
+        raise SystemExit("robovlms-mobile eval closed-loop: error: give a checkpoint or --server URL (one of them)")
+    if args.server:
+        policy = HttpPolicy(args.server)
+    else:
+        policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps)
+    if args.blank_instruction:
+        policy = BlankInstruction(policy)
+    out = _out_dir(args, "closed_loop")
+    report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
+                                  frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
+                                  gifs=args.gifs, progress=not args.no_progress)
+    report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "blank_instruction": args.blank_instruction,
+                        "chunk_steps": args.chunk_steps}
+    out.mkdir(parents=True, exist_ok=True)
+    report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}}))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `eval offline` and `eval closed-loop`."""
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint offline or in the closed-loop simulator",
+                              description="Offline metrics on episode files, or driving in the simulator.")
+    sub = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL_COMMAND")
+
+    o = sub.add_parser("offline", help="MAE / RMSE / sign agreement / per-step error / instruction sensitivity on DATA",
+                       description="Evaluate CKPT on the episode files in DATA: un-normalised per-axis errors, sign "
+                                   "agreement, error per chunk step, and instruction sensitivity (side swapped). "
+                                   "Writes report.json and plots.")
+    o.add_argument("checkpoint", help="plugin checkpoint (e.g. runs/demo/last.ckpt)")
+    o.add_argument("data", help="folder of episode files (V4 or V5)")
+    o.add_argument("--split", choices=("all", "train", "val"), default="all", help="which episodes of DATA (default: %(default)s)")
+    o.add_argument("--val-ratio", type=float, default=0.1, help="for --split train/val (default: %(default)s)")
+    o.add_argument("--split-seed", type=int, default=0)
+    o.add_argument("--batch-size", type=int, default=8)
+    o.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_offline)")
+    o.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    o.add_argument("--no-progress", action="store_true")
+    o.set_defaults(func=_cmd_offline)
+
+    c = sub.add_parser("closed-loop", help="drive N seeded episodes per scenario in the simulator",
+                       description="Drive the simulator with CKPT (in process) or a policy server (--server): success, "
+                                   "collision and wrong-side rates, final error, path length vs the scripted expert; "
+                                   "writes report.json, a plot and a few GIFs.")
+    c.add_argument("checkpoint", nargs="?", help="plugin checkpoint (omit with --server)")
+    c.add_argument("--server", metavar="URL", help="policy server base URL: POST URL/reset and URL/act")
+    c.add_argument("--episodes", type=int, default=4, help="seeded worlds per scenario (default: %(default)s)")
+    c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far")
+    c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")
+    c.add_argument("--max-steps", type=int, default=40, help="steps before a timeout (default: %(default)s)")
+    c.add_argument("--chunk-steps", type=int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
+    c.add_argument("--frame-size", type=parse_size, default=(144, 256), help="HxW camera frames (default: 144x256)")
+    c.add_argument("--gifs", type=int, default=4, help="rollouts saved as GIF (default: %(default)s)")
+    c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")
+    c.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_closed_loop)")
+    c.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=_cmd_closed_loop)

@@ -1,0 +1,121 @@
+"""Closed-loop evaluation: a `Policy` drives N seeded worlds per scenario in the simulator.
+
+Each episode starts at the start pose; every step renders the camera frame, asks the policy for
+a command and applies it for 0.4 s. It ends at the first stop after the robot has moved, on a
+collision, or after `max_steps`. Figures: success / collision / wrong-side rates, final distance
+to the goal, and path length against the scripted expert's in the same world.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from robovlms_mobile.data.synthetic import Scenario
+from robovlms_mobile.eval.policy import Policy
+from robovlms_mobile.sim.expert import ScriptedExpert
+from robovlms_mobile.sim.media import save_gif, side_by_side
+from robovlms_mobile.sim.render import render_frame
+from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, scenario_name
+from robovlms_mobile.sim.world import RobotState, World, is_stop, judge, step
+
+EVAL_SEED = 1000  # world seeds [EVAL_SEED, k]: disjoint from the expert data's [data_seed, cycle] with small data seeds
+MAX_STEPS = 40
+
+
+@dataclass
+class EpisodeResult:
+    """One closed-loop episode."""
+
+    scenario: str
+    world_seed: list[int]
+    success: bool
+    reason: str
+    final_error: float
+    path_length: float
+    expert_path_length: float
+    steps: int
+
+
+def expert_path_length(world: World, max_steps: int = 80) -> float:
+    """Length of the scripted expert's path in `world` (the reference for path efficiency)."""
+    expert, state = ScriptedExpert(world), RobotState(*world.start)
+    for _ in range(max_steps):
+        action = expert.act(state)
+        step(world, state, action)
+        if state.moved and is_stop(action):
+            break
+    return state.path_length
+
+
+def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = (144, 256), max_steps: int = MAX_STEPS,
+                record: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Drive one episode; returns the outcome fields and (when `record`) camera+map frames for a GIF."""
+    policy.reset()
+    state, frames, stopped = RobotState(*world.start), [], False
+    steps = 0
+    for steps in range(1, max_steps + 1):
+        frame = render_frame(world, state.x, state.y, frame_size)
+        if record:
+            frames.append(side_by_side(frame, world, state.trail or [world.start]))
+        action = np.asarray(policy.act(frame, world.instruction), np.float64)
+        step(world, state, action)
+        if state.collided:
+            break
+        if state.moved and is_stop(action):
+            stopped = True
+            break
+    if record:
+        frames.append(side_by_side(render_frame(world, state.x, state.y, frame_size), world, state.trail))
+    outcome = judge(world, state, stopped, steps)
+    return {"success": outcome.success, "reason": outcome.reason, "final_error": outcome.final_error,
+            "path_length": outcome.path_length, "steps": outcome.steps}, frames
+
+
+def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
+    """Rates and means over a list of episodes."""
+    n = len(results)
+    if n == 0:
+        return {"episodes": 0}
+    ok = [r for r in results if r.success]
+    ratio = [r.path_length / r.expert_path_length for r in ok if r.expert_path_length > 0]
+    reasons = Counter(r.reason for r in results)
+    return {
+        "episodes": n,
+        "success_rate": len(ok) / n,
+        "collision_rate": reasons["collision"] / n,
+        "wrong_side_rate": reasons["wrong_side"] / n,
+        "timeout_rate": reasons["timeout"] / n,
+        "final_error_m": float(np.mean([r.final_error for r in results])),
+        "path_ratio_vs_expert": float(np.mean(ratio)) if ratio else None,  # successful episodes only
+        "reasons": dict(sorted(reasons.items())),
+    }
+
+
+def evaluate_closed_loop(policy: Policy, scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, episodes: int = 2, *,
+                         seed: int = EVAL_SEED, frame_size: tuple[int, int] = (144, 256), max_steps: int = MAX_STEPS,
+                         gif_dir: str | Path | None = None, gifs: int = 0, progress: bool = False) -> dict[str, Any]:
+    """`episodes` seeded worlds per scenario; returns overall and per-scenario summaries and every episode."""
+    results: list[EpisodeResult] = []
+    gif_paths: list[str] = []
+    jobs = [(sc, k) for k in range(episodes) for sc in scenarios]  # scenarios innermost: GIFs cover several
+    for sc, k in tqdm(jobs, desc="closed-loop", disable=not progress):
+        world_seed = [seed, k]
+        world = build_world(sc, world_seed)
+        record = gif_dir is not None and len(gif_paths) < gifs
+        fields, frames = run_episode(policy, world, frame_size=frame_size, max_steps=max_steps, record=record)
+        results.append(EpisodeResult(scenario_name(sc), world_seed, expert_path_length=expert_path_length(world), **fields))
+        if record:
+            name = f"{scenario_name(sc)}_seed{seed}-{k}_{fields['reason']}.gif"
+            gif_paths.append(str(save_gif(frames, Path(gif_dir) / name)))
+    per_scenario = {scenario_name(sc): summarise([r for r in results if r.scenario == scenario_name(sc)]) for sc in scenarios}
+    return {"overall": summarise(results), "per_scenario": per_scenario, "gifs": gif_paths,
+            "settings": {"episodes_per_scenario": episodes, "seed": seed, "max_steps": max_steps,
+                         "frame_size": list(frame_size), "scenarios": [scenario_name(s) for s in scenarios]},
+            "episodes": [asdict(r) for r in results]}

@@ -1,0 +1,152 @@
+"""The `Policy` protocol the evaluators drive, and its implementations.
+
+- `InProcessPolicy`: a MobileVLATrainer module in this process (trained checkpoint or untrained),
+  a rolling window of preprocessed frames, the checkpoint's prompt template and action scale.
+- `HttpPolicy`: a policy server (`robovlms-mobile serve`) over HTTP.
+- `BlankInstruction`: any policy with the instruction replaced by "" (ablation).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from einops import rearrange
+from PIL import Image
+
+from robovlms_mobile.data.prompt import encode_prompts
+from robovlms_mobile.data.transforms import preprocess_frames
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A driving policy: one camera frame and the instruction in, one velocity command out."""
+
+    def reset(self) -> None:
+        """Start a new episode (forget frame history)."""
+
+    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
+        """(H, W, 3) uint8 RGB frame + instruction -> (2,) [linear_x, linear_y] in m/s."""
+
+
+class InProcessPolicy:
+    """A MobileVLATrainer module; re-plans every `chunk_steps` frames from the predicted 10-step chunk."""
+
+    def __init__(self, module: Any, meta: dict[str, Any], chunk_steps: int = 1):
+        if not 1 <= chunk_steps <= meta["chunk"]:
+            raise ValueError(f"chunk_steps must be in [1, {meta['chunk']}], got {chunk_steps}")
+        self.module, self.meta, self.chunk_steps = module.eval(), meta, chunk_steps
+        self.frames: deque[torch.Tensor] = deque(maxlen=meta["window_size"])
+        self._prompts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._chunk: np.ndarray | None = None
+        self._since = 0
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1) -> InProcessPolicy:
+        """Load a plugin checkpoint (backbone from the config's folders or `base_model_dir`)."""
+        from robovlms_mobile.eval.loading import load_trained
+
+        module, meta = load_trained(path, base_model_dir)
+        return cls(module, meta, chunk_steps)
+
+    @classmethod
+    def untrained(cls, config: dict[str, Any], chunk_steps: int = 1) -> InProcessPolicy:
+        """The same architecture with freshly initialised trainable weights (a reference point)."""
+        from robovlms_mobile.eval.loading import build_module, inference_meta
+
+        return cls(build_module(config), inference_meta(config), chunk_steps)
+
+    def reset(self) -> None:
+        self.frames.clear()
+        self._chunk, self._since = None, 0
+
+    def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if instruction not in self._prompts:
+            self._prompts[instruction] = encode_prompts(self.module.model.tokenizer, [instruction], self.meta["template"])
+        return self._prompts[instruction]
+
+    @torch.no_grad()
+    def predict_chunk(self, instruction: str) -> np.ndarray:
+        """(chunk, 2) velocities in m/s for the newest frame of the window."""
+        rgb = rearrange(torch.stack(list(self.frames)), "t c h w -> 1 t c h w")  # (1, T, 3, S, S)
+        text, mask = self._prompt(instruction)
+        device = self.module.device
+        out = self.module.model.forward_continuous(rgb.to(device), text.to(device), attention_mask=mask.to(device), mode="inference")
+        velocities = out[0] if isinstance(out, (tuple, list)) else out  # (1, T, chunk, 2) in [-1, 1]
+        return velocities[0, -1].float().cpu().numpy() * self.meta["max_speed"]
+
+    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
+        self.frames.append(preprocess_frames(frame_rgb[None], self.meta["image_size"])[0])
+        if self._chunk is None or self._since >= self.chunk_steps:
+            self._chunk, self._since = self.predict_chunk(instruction), 0
+        action = self._chunk[self._since]
+        self._since += 1
+        return action
+
+
+class BlankInstruction:
+    """Wraps a policy and gives it an empty instruction: what it does without language."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
+        return self.policy.act(frame_rgb, "")
+
+
+def encode_png_b64(frame_rgb: np.ndarray) -> str:
+    """RGB uint8 frame -> base64 PNG text."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(frame_rgb, np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class HttpPolicy:
+    """Client of a policy server: POST {url}/reset and {url}/act (JSON), reads `velocities`.
+
+    Request: {"image_b64": base64 PNG (RGB), "instruction": str, "episode_id": str}; response:
+    {"velocities": [vx, vy]} (or a chunk [[vx, vy], ...], whose first step is used).
+    """
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url, self.timeout = url.rstrip("/"), timeout
+        self.episode_id = uuid.uuid4().hex
+
+    def _post(self, route: str, payload: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"{self.url}{route}", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"policy server {self.url}{route}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
+        except urllib.error.URLError as exc:
+            raise ConnectionError(f"policy server {self.url}{route} unreachable: {exc.reason}") from None
+        return json.loads(body) if body else {}
+
+    def reset(self) -> None:
+        self.episode_id = uuid.uuid4().hex
+        self._post("/reset", {"episode_id": self.episode_id})
+
+    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
+        reply = self._post("/act", {"image_b64": encode_png_b64(frame_rgb), "instruction": instruction,
+                                    "episode_id": self.episode_id})
+        if "velocities" not in reply:
+            raise RuntimeError(f"policy server {self.url}/act: no 'velocities' in the reply {sorted(reply)}")
+        v = np.asarray(reply["velocities"], np.float64)
+        v = v.reshape(-1, 2)[0] if v.ndim == 2 else v
+        if v.shape != (2,):
+            raise RuntimeError(f"policy server {self.url}/act: 'velocities' has shape {v.shape}, expected (2,) or (n, 2)")
+        return v

@@ -1,0 +1,100 @@
+"""The scripted expert: keyboard-style commands ({0, +-1.15} per axis) along the scenario's detour.
+
+It knows the world (privileged), drives greedily through `detour_waypoints` to the goal, and
+writes what it saw and did as V4 episode files, exactly as the robot's collector does: frame 0 is
+`episode_start` with a zero action, each frame's action is the key pressed after it, and the
+episode ends with stop frames in front of the bottle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from robovlms_mobile.data.synthetic import Scenario, event_types_for, write_episode_v4
+from robovlms_mobile.sim.render import render_frame
+from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour_waypoints
+from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step
+
+MIN_LENGTH = 18  # V4 target length
+STOP_TAIL = 10  # stop frames after arriving: windows that end at the goal get all-stop chunks
+
+
+class ScriptedExpert:
+    """Greedy waypoint follower with key-press actions; the first action is the episode_start zero."""
+
+    def __init__(self, world: World):
+        self.waypoints = [np.array(p) for p in detour_waypoints(world.boxes, world.side)] + [np.array(world.goal)]
+        self.index, self.started = 0, False
+
+    def act(self, state: RobotState) -> np.ndarray:
+        """(2,) velocities for the robot's current state."""
+        if not self.started:
+            self.started = True
+            return np.zeros(2)
+        while self.index < len(self.waypoints):
+            d = self.waypoints[self.index] - state.pos
+            action = np.where(np.abs(d) > LATTICE / 2, np.sign(d) * SPEED, 0.0)
+            if np.any(action != 0):
+                return action
+            self.index += 1
+        return np.zeros(2)
+
+
+class ExpertEpisode(NamedTuple):
+    """Frames, actions and outcome of one expert run."""
+
+    images: np.ndarray  # (T, H, W, 3) uint8 RGB
+    actions: np.ndarray  # (T, 3) float32 [linear_x, linear_y, angular_z]
+    trail: np.ndarray  # (T + 1, 2) positions
+    outcome: Outcome
+
+
+def expert_episode(world: World, frame_size: tuple[int, int] = (144, 256), *, min_length: int = MIN_LENGTH,
+                   tail: int = STOP_TAIL, max_steps: int = 80) -> ExpertEpisode:
+    """Run the expert in `world` and record it; raises if the expert does not succeed."""
+    expert, state = ScriptedExpert(world), RobotState(*world.start)
+    frames, actions, stops = [], [], 0
+    for _ in range(max_steps):
+        frames.append(render_frame(world, state.x, state.y, frame_size))
+        action = expert.act(state)
+        actions.append(action)
+        stops = stops + 1 if (state.moved and is_stop(action)) else 0
+        step(world, state, action)
+        if stops >= tail and len(frames) >= min_length:
+            break
+    outcome = judge(world, state, stopped=stops > 0, steps=len(frames))
+    if not outcome.success:
+        raise RuntimeError(f"scripted expert failed ({outcome.reason}) in {world.instruction!r}")
+    acts = np.zeros((len(actions), 3), np.float32)
+    acts[:, :2] = np.array(actions, np.float32)
+    return ExpertEpisode(np.stack(frames), acts, np.array(state.trail), outcome)
+
+
+def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = (144, 256),
+                          scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, progress: bool = False) -> list[Path]:
+    """Write `n_episodes` V4 files cycling through `scenarios`; world seed `[seed, i // len(scenarios)]`.
+
+    Left and right variants of a scenario within one cycle share their world seed (mirror pairs).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = datetime(2025, 3, 3, 9, 0, 0) + timedelta(days=seed % 3650)
+    paths = []
+    for i in tqdm(range(n_episodes), desc="expert episodes", disable=not progress):
+        sc = scenarios[i % len(scenarios)]
+        world_seed = [seed, i // len(scenarios)]
+        ep = expert_episode(build_world(sc, world_seed), frame_size)
+        stamp = start + timedelta(seconds=47 * i)
+        path = out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5"
+        attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat(),
+                 "sim_world_seed": np.array(world_seed, np.int64)}
+        write_episode_v4(path, ep.images, ep.actions, event_types_for(ep.actions),
+                         instruction=build_world(sc, world_seed).instruction, attrs=attrs)
+        paths.append(path)
+    return paths

@@ -1,0 +1,166 @@
+"""`robovlms-mobile sweep BASE_CONFIG --set key=v1,v2 ...`: train every combination, evaluate, tabulate.
+
+Each run trains through the launcher into `<output-dir>/<run-name>/`, then is evaluated offline
+on its validation split and in the closed-loop simulator; the table goes to `results.csv` and
+`results.md`, bar charts to `*.png`, and every run's reports stay in its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from robovlms_mobile.config import ConfigError, load_config, validate_config
+
+COLUMNS = ("val_loss", "mae_linear_x", "mae_linear_y", "sign_agreement_linear_y", "instruction_sensitivity_linear_y",
+           "success_rate", "collision_rate", "wrong_side_rate")
+
+
+def parse_value(text: str) -> Any:
+    """JSON when it parses (8, 1e-4, true, "x"), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set(item: str) -> tuple[str, list[Any]]:
+    """`train_setup.lora_r=8,16,32` -> ("train_setup.lora_r", [8, 16, 32])."""
+    key, sep, values = item.partition("=")
+    if not sep or not key or not values:
+        raise ConfigError(f"--set {item!r}: expected KEY=V1,V2,... (e.g. train_setup.lora_r=8,16,32)")
+    return key.strip(), [parse_value(v.strip()) for v in values.split(",")]
+
+
+def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.c` in a nested config; every parent must exist (typos are errors naming the key)."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(parents[: i + 1])}' is not a section of the config")
+        node = node[part]
+    if leaf not in node and parents:
+        known = sorted(node)
+        raise ConfigError(f"--set {dotted}: no key '{leaf}' in '{'.'.join(parents)}' (has {known})")
+    node[leaf] = value
+
+
+def grid(base: dict[str, Any], sets: list[tuple[str, list[Any]]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(run name, overrides, config) for every combination; configs validated before anything trains."""
+    runs = []
+    for combo in itertools.product(*(values for _, values in sets)):
+        overrides = {key: value for (key, _), value in zip(sets, combo)}
+        config = copy.deepcopy(base)
+        for key, value in overrides.items():
+            set_key(config, key, value)
+        validate_config(config)
+        name = "_".join(f"{key.rsplit('.', 1)[-1]}-{value}" for key, value in overrides.items()) or "base"
+        runs.append((name, overrides, config))
+    return runs
+
+
+def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output_dir: str | Path, *, max_steps: int | None = None,
+              max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = (144, 256),
+              progress: bool = True) -> list[dict[str, Any]]:
+    """Train + evaluate every combination; returns the table rows (also written to disk)."""
+    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+    from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
+    from robovlms_mobile.eval.loading import inference_meta
+    from robovlms_mobile.eval.offline import offline_report
+    from robovlms_mobile.eval.policy import InProcessPolicy
+    from robovlms_mobile.launcher import train
+    from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
+
+    base = load_config(base_config)
+    runs = grid(base, sets)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, overrides, config in tqdm(runs, desc="sweep", disable=not progress):
+        run_dir = out / name
+        result = train(config, output_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs, progress=False)
+        module = result["model"].eval()
+        meta = inference_meta(module.configs)
+        val = module.configs["val_dataset"]
+        dataset = MobileVLAH5Dataset(val["data_dir"], tokenizer=module.model.tokenizer, window_size=meta["window_size"],
+                                     fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split="val",
+                                     val_ratio=val.get("val_ratio", 0.1), split_seed=val.get("split_seed", 0),
+                                     max_speed=meta["max_speed"], prompt_template=meta["template"])
+        offline = offline_report(module, dataset, meta)
+        closed = evaluate_closed_loop(InProcessPolicy(module, meta), scenarios or DEFAULT_SCENARIOS, episodes,
+                                      frame_size=frame_size)
+        (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
+        (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
+        row = {"run": name, **overrides, "steps": result["global_step"], "val_loss": result["metrics"].get("val_loss"),
+               **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
+        rows.append(row)
+        write_tables(rows, [key for key, _ in sets], out)  # after every run: a killed sweep keeps its finished rows
+    plot_sweep(rows, out)
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
+
+
+def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path) -> tuple[Path, Path]:
+    """results.csv and results.md (one row per run)."""
+    header = ["run", *keys, "steps", *COLUMNS]
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(row.get(h)) for h in header) + " |" for row in rows]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return out / "results.csv", out / "results.md"
+
+
+def plot_sweep(rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Bar charts: closed-loop rates and offline errors per run."""
+    from robovlms_mobile.eval.plots import plot_bars
+
+    names = [r["run"] for r in rows]
+    return [
+        plot_bars(names, {k: [r.get(k) for r in rows] for k in ("success_rate", "collision_rate", "wrong_side_rate")},
+                  out / "closed_loop.png", "closed loop"),
+        plot_bars(names, {k: [r.get(k) for r in rows] for k in ("mae_linear_x", "mae_linear_y", "instruction_sensitivity_linear_y")},
+                  out / "offline.png", "offline (m/s)"),
+    ]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    sets = [parse_set(s) for s in args.set]
+    rows = run_sweep(args.base_config, sets, args.output_dir, max_steps=args.max_steps, max_epochs=args.max_epochs,
+                     episodes=args.episodes, scenarios=args.scenarios, frame_size=args.frame_size, progress=not args.no_progress)
+    print((Path(args.output_dir) / "results.md").read_text())
+    print(json.dumps({"runs": len(rows), "results": str(Path(args.output_dir) / "results.csv")}))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `sweep`."""
+    from robovlms_mobile.sim.cli import parse_size, scenario_arg
+
+    p = subparsers.add_parser("sweep", help="train and evaluate a grid of config values",
+                              description="Train every combination of the --set values through the launcher, evaluate each "
+                                          "offline (val split) and in closed loop, write results.csv / results.md and plots.")
+    p.add_argument("base_config", help="JSON experiment config the grid starts from")
+    p.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
+                   help="dotted config key and comma-separated values, e.g. train_setup.lora_r=8,16,32 (repeatable)")
+    p.add_argument("--output-dir", default="runs/sweep", help="one folder per run plus the tables (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, help="override trainer.max_steps for every run")
+    p.add_argument("--max-epochs", type=int, help="override trainer.max_epochs for every run")
+    p.add_argument("--episodes", type=int, default=2, help="closed-loop worlds per scenario (default: %(default)s)")
+    p.add_argument("--scenarios", type=scenario_arg, nargs="+", help="closed-loop scenarios (default: the 12 standard ones)")
+    p.add_argument("--frame-size", type=parse_size, default=(144, 256), help="closed-loop camera HxW (default: 144x256)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,67 @@
+"""Offline evaluation: report fields in real units, instruction sensitivity, the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+from robovlms_mobile.eval.loading import load_trained, with_base_model_dir
+from robovlms_mobile.eval.offline import offline_report, swap_side
+
+from sim_fixtures import sim_checkpoint, sim_episodes  # noqa: F401  (fixtures)
+
+CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
+
+
+def test_swap_side():
+    assert swap_side("go around the box on the left and stop") == "go around the box on the right and stop"
+    assert swap_side("right, then left") == "left, then right"
+    assert swap_side("go to the bottle") == "go to the bottle"
+
+
+def test_offline_report(sim_checkpoint, sim_episodes):
+    module, meta = load_trained(sim_checkpoint)
+    ds = MobileVLAH5Dataset(str(sim_episodes), tokenizer=module.model.tokenizer, split="all")
+    report = offline_report(module, ds, meta, batch_size=4)
+    assert report["windows"] == len(ds) and report["chunk_predictions"] == len(ds) * 8
+    for axis in ("linear_x", "linear_y"):
+        assert 0 <= report[f"mae_{axis}"] <= report[f"rmse_{axis}"] <= 2 * 1.15
+        assert 0 <= report[f"sign_agreement_{axis}"] <= 1
+        assert report[f"instruction_sensitivity_{axis}"] >= 0
+        assert len(report["mae_per_chunk_step"][axis]) == 10
+    assert np.mean(report["mae_per_chunk_step"]["linear_x"]) == pytest.approx(report["mae_linear_x"], rel=1e-4)
+    assert 0 <= report["lateral_flip_rate"] <= 1
+
+
+def test_base_model_dir_override(sim_checkpoint, tiny_model_dir, tmp_path):
+    cfg = with_base_model_dir({"vlm": {}, "tokenizer": {}}, tiny_model_dir)
+    assert cfg["vlm"]["pretrained_model_name_or_path"] == str(tiny_model_dir) == cfg["tokenizer"]["pretrained_model_name_or_path"]
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        with_base_model_dir({"vlm": {}, "tokenizer": {}}, tmp_path)
+
+
+def test_eval_commands(sim_checkpoint, sim_episodes, tiny_model_dir, tmp_path):
+    out = subprocess.run([CLI, "eval", "offline", str(sim_checkpoint), str(sim_episodes), "--out", str(tmp_path / "off"),
+                          "--base-model-dir", str(tiny_model_dir), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert summary["mae_linear_y"] == report["mae_linear_y"]
+    assert {Path(p).name for p in report["plots"]} == {"error_per_chunk_step.png", "offline_summary.png"}
+
+    out = subprocess.run([CLI, "eval", "closed-loop", str(sim_checkpoint), "--episodes", "1", "--scenarios", "1box_left_close",
+                          "2box_right_far", "--frame-size", "36x64", "--gifs", "1", "--max-steps", "6", "--out",
+                          str(tmp_path / "cl"), "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "cl" / "report.json").read_text())
+    assert report["overall"]["episodes"] == 2 and set(report["per_scenario"]) == {"1box_left_close", "2box_hori_right_far"}
+    assert len(list((tmp_path / "cl" / "gifs").glob("*.gif"))) == 1 and (tmp_path / "cl" / "closed_loop.png").is_file()
+
+    both = subprocess.run([CLI, "eval", "closed-loop"], capture_output=True, text=True, timeout=300)
+    assert both.returncode != 0 and "give a checkpoint or --server URL" in both.stderr

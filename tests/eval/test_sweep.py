@@ -1,0 +1,48 @@
+"""`robovlms-mobile sweep`: a grid trains, evaluates and tabulates; bad keys fail before training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robovlms_mobile.config import ConfigError
+from robovlms_mobile.sweep import grid, parse_set, set_key
+from sim_fixtures import make_tiny_config, sim_episodes  # noqa: F401  (fixture)
+
+CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
+
+
+def test_parse_and_grid(base_config):
+    assert parse_set("train_setup.lora_r=8,16,32") == ("train_setup.lora_r", [8, 16, 32])
+    assert parse_set("scheduler=constant,cosine") == ("scheduler", ["constant", "cosine"])
+    runs = grid(base_config, [parse_set("train_setup.lora_r=8,16"), parse_set("window_size=4,8")])
+    assert [name for name, _, _ in runs] == ["lora_r-8_window_size-4", "lora_r-8_window_size-8",
+                                             "lora_r-16_window_size-4", "lora_r-16_window_size-8"]
+    assert runs[1][2]["train_setup"]["lora_r"] == 8 and runs[1][2]["window_size"] == 8
+    with pytest.raises(ConfigError, match="no key 'lora_rank' in 'train_setup'"):
+        set_key(dict(base_config), "train_setup.lora_rank", 3)
+    with pytest.raises(ConfigError, match="'window_size' = 0: expected a positive integer"):
+        grid(base_config, [parse_set("window_size=0")])
+    with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
+        parse_set("lora_r")
+
+
+def test_sweep_command(base_config, tiny_model_dir, sim_episodes, tmp_path):
+    cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
+    (tmp_path / "base.json").write_text(json.dumps(cfg))
+    out = subprocess.run([CLI, "sweep", str(tmp_path / "base.json"), "--set", "train_setup.lora_r=4,8", "--max-steps", "2",
+                          "--episodes", "1", "--scenarios", "1box_left_close", "1box_right_close", "--frame-size", "36x64",
+                          "--output-dir", str(tmp_path / "sweep"), "--no-progress"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
+    assert [r["run"] for r in rows] == ["lora_r-4", "lora_r-8"] and [r["train_setup.lora_r"] for r in rows] == ["4", "8"]
+    assert all(r["steps"] == "2" and 0 <= float(r["success_rate"]) <= 1 and float(r["mae_linear_x"]) >= 0 for r in rows)
+    md = (tmp_path / "sweep" / "results.md").read_text()
+    assert md.startswith("| run | train_setup.lora_r | steps | val_loss |") and "| lora_r-8 | 8 | 2 |" in md
+    assert (tmp_path / "sweep" / "closed_loop.png").is_file() and (tmp_path / "sweep" / "offline.png").is_file()
+    assert (tmp_path / "sweep" / "lora_r-4" / "closed_loop.json").is_file()
