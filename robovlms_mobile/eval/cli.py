@@ -53,9 +53,14 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if args.blank_instruction:
         policy = BlankInstruction(policy)
     out = _out_dir(args, "closed_loop")
-    report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
-                                  frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
-                                  gifs=args.gifs, progress=not args.no_progress)
+    try:
+        report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
+                                      frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
+                                      gifs=args.gifs, progress=not args.no_progress)
+    except (ConnectionError, RuntimeError) as exc:
+        if not args.server:
+            raise
+        raise SystemExit(f"robovlms-mobile eval closed-loop: error: {exc}") from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "blank_instruction": args.blank_instruction,
                         "chunk_steps": args.chunk_steps}
     out.mkdir(parents=True, exist_ok=True)
