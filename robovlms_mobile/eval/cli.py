@@ -46,6 +46,9 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.server is None):
         raise SystemExit("robovlms-mobile eval closed-loop: error: give a checkpoint or --server URL (one of them)")
+    if args.server and args.blank_instruction:
+        raise SystemExit("robovlms-mobile eval closed-loop: error: --blank-instruction needs an in-process checkpoint "
+                         "(the server refuses an empty instruction)")
     if args.server:
         policy = HttpPolicy(args.server)
     else:
