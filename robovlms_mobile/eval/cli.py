@@ -46,6 +46,9 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.server is None):
         raise SystemExit("robovlms-mobile eval closed-loop: error: give a checkpoint or --server URL (one of them)")
+    if args.server and args.blank_instruction:
+        raise SystemExit("robovlms-mobile eval closed-loop: error: --blank-instruction needs an in-process checkpoint "
+                         "(the server refuses an empty instruction)")
     if args.server:
         policy = HttpPolicy(args.server)
     else:
@@ -53,9 +56,14 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if args.blank_instruction:
         policy = BlankInstruction(policy)
     out = _out_dir(args, "closed_loop")
-    report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
-                                  frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
-                                  gifs=args.gifs, progress=not args.no_progress)
+    try:
+        report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
+                                      frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
+                                      gifs=args.gifs, progress=not args.no_progress)
+    except (ConnectionError, RuntimeError) as exc:
+        if not args.server:
+            raise
+        raise SystemExit(f"robovlms-mobile eval closed-loop: error: {exc}") from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "blank_instruction": args.blank_instruction,
                         "chunk_steps": args.chunk_steps}
     out.mkdir(parents=True, exist_ok=True)

@@ -114,10 +114,10 @@ def encode_png_b64(frame_rgb: np.ndarray) -> str:
 
 
 class HttpPolicy:
-    """Client of a policy server: POST {url}/reset and {url}/act (JSON), reads `velocities`.
+    """Client of the policy server (`robovlms-mobile serve`): POST {url}/reset, then {url}/act per frame.
 
-    Request: {"image_b64": base64 PNG (RGB), "instruction": str, "episode_id": str}; response:
-    {"velocities": [vx, vy]} (or a chunk [[vx, vy], ...], whose first step is used).
+    /reset {"episode_id"} starts the episode; /act {"image": base64 PNG (RGB), "instruction",
+    "episode_id"} runs one control tick in that episode's window and replies {"velocity": [vx, vy], ...}.
     """
 
     def __init__(self, url: str, timeout: float = 30.0):
@@ -141,12 +141,9 @@ class HttpPolicy:
         self._post("/reset", {"episode_id": self.episode_id})
 
     def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        reply = self._post("/act", {"image_b64": encode_png_b64(frame_rgb), "instruction": instruction,
+        reply = self._post("/act", {"image": encode_png_b64(frame_rgb), "instruction": instruction,
                                     "episode_id": self.episode_id})
-        if "velocities" not in reply:
-            raise RuntimeError(f"policy server {self.url}/act: no 'velocities' in the reply {sorted(reply)}")
-        v = np.asarray(reply["velocities"], np.float64)
-        v = v.reshape(-1, 2)[0] if v.ndim == 2 else v
+        v = np.asarray(reply.get("velocity", ()), np.float64)
         if v.shape != (2,):
-            raise RuntimeError(f"policy server {self.url}/act: 'velocities' has shape {v.shape}, expected (2,) or (n, 2)")
+            raise RuntimeError(f"policy server {self.url}/act: expected 'velocity' [vx, vy] in the reply, got {sorted(reply)}")
         return v

@@ -89,12 +89,13 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
     for i in tqdm(range(n_episodes), desc="expert episodes", disable=not progress):
         sc = scenarios[i % len(scenarios)]
         world_seed = [seed, i // len(scenarios)]
-        ep = expert_episode(build_world(sc, world_seed), frame_size)
+        world = build_world(sc, world_seed)
+        ep = expert_episode(world, frame_size)
         stamp = start + timedelta(seconds=47 * i)
         path = out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5"
         attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat(),
                  "sim_world_seed": np.array(world_seed, np.int64)}
         write_episode_v4(path, ep.images, ep.actions, event_types_for(ep.actions),
-                         instruction=build_world(sc, world_seed).instruction, attrs=attrs)
+                         instruction=world.instruction, attrs=attrs)
         paths.append(path)
     return paths

@@ -20,7 +20,8 @@ from robovlms_mobile.data.synthetic import DISTANCES, SIDES, Scenario
 from robovlms_mobile.sim.world import LATTICE, ROBOT_RADIUS, STANDOFF, Box, World
 
 APPROACH_STEPS = {"close": 1, "medium": 2, "far": 3}  # key presses straight ahead before the detour
-CLEARANCE = 0.05  # metres kept between the robot disc and a box by the expert's route
+START_JITTER = 0.15  # the start pose varies by up to this much per axis: the expert then stops off the lattice goal
+CLEARANCE = 0.05 + START_JITTER  # metres kept between the robot disc and a box by the expert's lattice route
 BOTTLE_MARGIN = 0.04  # rad: the bottle stays this far inside the obstacle's silhouette at the start
 SHORT_RE = re.compile(r"^(?P<n>[12])box(?:_(?P<layout>hori|vert))?_(?P<side>left|right)(?:_(?P<variant>core|variant))?"
                       r"_(?P<distance>close|medium|far)$")
@@ -50,7 +51,11 @@ def _lattice_up(value: float) -> float:
 
 
 def detour_waypoints(boxes: tuple[Box, ...], side: str) -> list[tuple[float, float]]:
-    """Lattice waypoints from the start (0, 0) around the boxes on `side`, ending one step towards it."""
+    """Lattice waypoints from (0, 0) around the boxes on `side`, ending one step towards it.
+
+    A robot starting within START_JITTER of (0, 0) and moving in whole key presses reaches each
+    waypoint up to its own start offset; CLEARANCE covers that offset.
+    """
     s = 1.0 if side == "left" else -1.0
     front = min(b.x0 for b in boxes)
     back = max(b.x1 for b in boxes)
@@ -107,6 +112,7 @@ def build_world(scenario: Scenario, seed: int | list[int] = 0) -> World:
     palette = _palette(rng)
     boxes = _boxes(scenario, rng)
     t_dx, t_dy, wall_gap, room_pad = rng.uniform(0.0, 0.05), rng.uniform(-0.03, 0.03), rng.uniform(0.8, 1.4), rng.uniform(0.5, 0.9)
+    start = tuple(float(v) for v in rng.uniform(-START_JITTER, START_JITTER, 2))
     # the widest detour of either side fixes the room, so left and right rooms are the same
     routes = {side: detour_waypoints(boxes, side) for side in SIDES}
     last = routes[scenario.side][-1]
@@ -119,7 +125,7 @@ def build_world(scenario: Scenario, seed: int | list[int] = 0) -> World:
     y_half = max(abs(p[1]) for r in routes.values() for p in r) + ROBOT_RADIUS + room_pad
     room = (-0.6, goal[0] + STANDOFF + 0.05 + wall_gap, -y_half, y_half)
     return World(boxes=boxes, target=target, goal=goal, side=scenario.side,
-                 instruction=instruction_for(scenario.n_boxes, scenario.side), room=room, palette=palette)
+                 instruction=instruction_for(scenario.n_boxes, scenario.side), room=room, palette=palette, start=start)
 
 
 def mirror(scenario: Scenario) -> Scenario:

@@ -47,7 +47,7 @@ class World:
     instruction: str
     room: tuple[float, float, float, float]  # x_min, x_max (front wall), y_min, y_max
     palette: dict = field(default_factory=dict, compare=False)
-    start: tuple[float, float] = (0.0, 0.0)
+    start: tuple[float, float] = (0.0, 0.0)  # robot position at the first frame
     target_radius: float = 0.05
 
     def collides(self, x: float, y: float) -> bool:

@@ -107,7 +107,7 @@ class _Server(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).log.append((self.path, body))
-        reply = {"ok": True} if self.path == "/reset" else {"velocities": [[SPEED, 0.0]] * 10}
+        reply = {"episode_id": body.get("episode_id")} if self.path == "/reset" else {"velocity": [SPEED, 0.0]}
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -135,7 +135,7 @@ def test_http_policy_speaks_json_over_http():
     import base64
     import io
 
-    assert Image.open(io.BytesIO(base64.b64decode(body["image_b64"]))).size == (64, 36)
+    assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).size == (64, 36)
 
 
 def test_http_policy_unreachable_server_is_one_clear_error():
