@@ -99,7 +99,9 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
                                       frame_size=frame_size)
         (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
         (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
-        row = {"run": name, **overrides, "steps": result["global_step"], "val_loss": result["metrics"].get("val_loss"),
+        history = next((cb.history for cb in result["trainer"].callbacks if hasattr(cb, "history")), [])
+        val_loss = history[-1]["val_loss"] if history else result["metrics"].get("val_loss")
+        row = {"run": name, **overrides, "steps": result["global_step"], "val_loss": val_loss,
                **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
         rows.append(row)
         write_tables(rows, [key for key, _ in sets], out)  # after every run: a killed sweep keeps its finished rows

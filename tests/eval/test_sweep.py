@@ -42,6 +42,7 @@ def test_sweep_command(base_config, tiny_model_dir, sim_episodes, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
     assert [r["run"] for r in rows] == ["lora_r-4", "lora_r-8"] and [r["train_setup.lora_r"] for r in rows] == ["4", "8"]
     assert all(r["steps"] == "2" and 0 <= float(r["success_rate"]) <= 1 and float(r["mae_linear_x"]) >= 0 for r in rows)
+    assert all(r["val_loss"] == "" for r in rows)  # 2 steps: no validation ran, so no val loss is claimed
     md = (tmp_path / "sweep" / "results.md").read_text()
     assert md.startswith("| run | train_setup.lora_r | steps | val_loss |") and "| lora_r-8 | 8 | 2 |" in md
     assert (tmp_path / "sweep" / "closed_loop.png").is_file() and (tmp_path / "sweep" / "offline.png").is_file()
