@@ -55,6 +55,8 @@ class MobileVLATrainer(BaseTrainer):
             self.configs = wanted
         if wanted["train_setup"].get("lora_enable", False):
             adapted = apply_lora(model.backbone, wanted["train_setup"])
+            # as upstream after get_peft_model: the word embedding trains on top of LoRA when asked
+            model.word_embedding.requires_grad_(bool(wanted["train_setup"].get("train_text_embedding", False)))
             self._main_rank_print(f"LoRA on {len(adapted)} Kosmos-2 text attention projections")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())

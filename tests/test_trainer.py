@@ -34,6 +34,14 @@ def test_lora_only_on_text_attention_and_vision_frozen(tiny_config, capsys):
     assert "trainable parameters:" in capsys.readouterr().out
 
 
+def test_lora_keeps_the_word_embedding_trainable_when_asked(tiny_config):
+    tiny_config["train_setup"]["train_text_embedding"] = True  # upstream re-enables it after get_peft_model
+    named = dict(MobileVLATrainer(tiny_config).named_parameters())
+    trainable = {n for n, p in named.items() if p.requires_grad}
+    assert "model.backbone.text_model.model.embed_tokens.weight" in trainable
+    assert any(".lora_" in n for n in trainable) and not any("vision_model" in n for n in trainable)
+
+
 def test_process_batch_has_no_gripper_split(module, tiny_config):
     batch = next(iter(build_datamodule(tiny_config, module).train_dataloader()))
     out = module._process_batch(batch)

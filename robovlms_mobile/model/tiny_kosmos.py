@@ -26,6 +26,7 @@ __all__ = ["build_tokenizer", "build_tiny_kosmos2", "real_kosmos2_config", "coun
 
 TINY_VOCAB_TARGET = 1000  # BPE stops earlier (~630) once every corpus word is a single token
 TINY_MAX_POSITIONS = 512
+TINY_EMBED = 64  # text width of the tiny model
 # Kosmos2Processor.__call__ defaults to num_image_tokens=64, so latent_query_num must match it
 # for the processor output to be usable without passing num_image_tokens explicitly.
 LATENT_QUERY_NUM = 64
@@ -110,17 +111,25 @@ def count_parameters_on_meta(config: Kosmos2Config) -> int:
     return sum(p.numel() for p in model.parameters())  # tied lm_head/embeddings counted once
 
 
-def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224) -> Path:
-    """Build and save a seeded random tiny Kosmos-2 plus its processor to ``out_dir``; return ``out_dir``."""
+def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, text_init_std: float | None = None,
+                       vision_init_factor: float = 1.0, latent_query_num: int = LATENT_QUERY_NUM) -> Path:
+    """Build and save a seeded random tiny Kosmos-2 plus its processor to ``out_dir``; return ``out_dir``.
+
+    ``text_init_std`` defaults to ``TINY_EMBED ** -0.5``, not Kosmos-2's 0.02 (tuned for width 2048):
+    at width 64, weights of std 0.02 leave the action token's state almost independent of the image
+    and the instruction (swapping "left"/"right" moves it by 0.2 %), so nothing downstream can learn.
+    """
     out_dir = Path(out_dir)
     image_processor = CLIPImageProcessor(
         do_resize=True, size={"height": image_size, "width": image_size}, resample=3, do_center_crop=False,
         crop_size={"height": image_size, "width": image_size}, do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
     processor = Kosmos2Processor(image_processor, build_tokenizer(out_dir))  # adds 11 tags + 1024 patch tokens
-    config = _kosmos2_config(vocab=len(processor.tokenizer), embed=64, layers=2, heads=4, ffn=128,
+    config = _kosmos2_config(vocab=len(processor.tokenizer), embed=TINY_EMBED, layers=2, heads=4, ffn=128,
                              max_pos=TINY_MAX_POSITIONS, v_hidden=32, v_layers=2, v_heads=2, v_inter=64, patch=32,
-                             image=image_size, latent=LATENT_QUERY_NUM)
+                             image=image_size, latent=latent_query_num)
+    config.text_config.init_std = TINY_EMBED**-0.5 if text_init_std is None else float(text_init_std)
+    config.vision_config.initializer_factor = float(vision_init_factor)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Kosmos2ForConditionalGeneration(config).eval()

@@ -22,7 +22,10 @@ from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour
 from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step
 
 MIN_LENGTH = 18  # V4 target length
-STOP_TAIL = 10  # stop frames after arriving: windows that end at the goal get all-stop chunks
+# stop frames after arriving: window (8) + chunk (10) - 1, so that 8 training windows hold the robot
+# at the goal as an input (a window needs 17 actions: with fewer stop frames the goal view would be
+# a label only, and a policy never learns to stop where it sees the bottle up close)
+STOP_TAIL = 17
 
 
 class ScriptedExpert:
@@ -77,7 +80,8 @@ def expert_episode(world: World, frame_size: tuple[int, int] = (144, 256), *, mi
 
 
 def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = (144, 256),
-                          scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, progress: bool = False) -> list[Path]:
+                          scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, tail: int = STOP_TAIL,
+                          progress: bool = False) -> list[Path]:
     """Write `n_episodes` V4 files cycling through `scenarios`; world seed `[seed, i // len(scenarios)]`.
 
     Left and right variants of a scenario within one cycle share their world seed (mirror pairs).
@@ -90,7 +94,7 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
         sc = scenarios[i % len(scenarios)]
         world_seed = [seed, i // len(scenarios)]
         world = build_world(sc, world_seed)
-        ep = expert_episode(world, frame_size)
+        ep = expert_episode(world, frame_size, tail=tail)
         stamp = start + timedelta(seconds=47 * i)
         path = out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5"
         attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat(),

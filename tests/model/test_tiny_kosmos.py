@@ -75,3 +75,23 @@ def test_real_config_parameter_count_on_meta():
     config = real_kosmos2_config()
     assert (config.text_config.embed_dim, config.text_config.vocab_size, config.latent_query_num) == (2048, 65037, 64)
     assert 1.5e9 <= count_parameters_on_meta(config) <= 1.8e9
+
+
+def test_last_token_state_carries_the_instruction_and_the_image(tiny_dir):
+    """The tiny model is initialised at its width's scale: words and pixels reach the last position."""
+    model = transformers.AutoModelForVision2Seq.from_pretrained(tiny_dir).eval()
+    processor = transformers.AutoProcessor.from_pretrained(tiny_dir)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)) for _ in range(2)]
+
+    def last_state(side: str, image: Image.Image) -> torch.Tensor:
+        prompt = f"<grounding>An image of a robot go around the box on the {side} and stop in front of the bottle"
+        inputs = processor(text=[prompt], images=[image], return_tensors="pt")
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True)
+        return out.hidden_states[-1][0, -1]  # (D,) after the final layer
+
+    ref = last_state("left", images[0])
+    text_change = (last_state("right", images[0]) - ref).norm() / ref.norm()
+    image_change = (last_state("left", images[1]) - ref).norm() / ref.norm()
+    assert text_change > 0.01 and image_change > 0.01, (float(text_change), float(image_change))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robovlms_mobile.sim.expert import ScriptedExpert, expert_episode
+from robovlms_mobile.sim.expert import STOP_TAIL, ScriptedExpert, expert_episode
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.scenarios import ALL_SCENARIOS, DEFAULT_SCENARIOS, build_world, mirror, parse_scenario, scenario_name
 from robovlms_mobile.sim.world import SPEED, Box, RobotState, World, judge, step
@@ -20,7 +20,8 @@ def test_expert_succeeds_everywhere(scenario):
         assert ep.outcome.success and ep.outcome.final_error < 0.15 * 2**0.5  # its start offset
         assert set(np.unique(ep.actions[:, :2])) <= set(np.float32([0.0, SPEED, -SPEED]))
         assert not ep.actions[:, 2].any()
-        assert len(ep.actions) >= 18 and not ep.actions[-10:].any() and not ep.actions[0].any()
+        assert len(ep.actions) >= 18 and not ep.actions[0].any()
+        assert not ep.actions[-STOP_TAIL:].any() and ep.actions[-STOP_TAIL - 1, :2].any()  # window + chunk - 1 stops
         lateral = ep.actions[:, 1].sum()
         assert np.sign(lateral) == (1 if scenario.side == "left" else -1)  # ends one step towards the side
 
