@@ -118,6 +118,7 @@ def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, t
     ``text_init_std`` defaults to ``TINY_EMBED ** -0.5``, not Kosmos-2's 0.02 (tuned for width 2048):
     at width 64, weights of std 0.02 leave the action token's state almost independent of the image
     and the instruction (swapping "left"/"right" moves it by 0.2 %), so nothing downstream can learn.
+    The image-to-text latent queries get the same std, for the same reason.
     """
     out_dir = Path(out_dir)
     image_processor = CLIPImageProcessor(
@@ -133,6 +134,9 @@ def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, t
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Kosmos2ForConditionalGeneration(config).eval()
+        # the latent queries (randn, norm ~8) would swamp the projected patches (norm ~1) in the
+        # image-to-text attention and the 64 image tokens would barely depend on the image
+        model.image_to_text_projection.latent_query.data.normal_(std=config.text_config.init_std)
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir

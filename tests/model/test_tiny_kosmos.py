@@ -94,4 +94,5 @@ def test_last_token_state_carries_the_instruction_and_the_image(tiny_dir):
     ref = last_state("left", images[0])
     text_change = (last_state("right", images[0]) - ref).norm() / ref.norm()
     image_change = (last_state("left", images[1]) - ref).norm() / ref.norm()
-    assert text_change > 0.01 and image_change > 0.01, (float(text_change), float(image_change))
+    # Kosmos-2's own init (std 0.02, latent queries randn): 0.002 and 0.0003; text std only: 0.06 and 0.08
+    assert text_change > 0.02 and image_change > 0.15, (float(text_change), float(image_change))
