@@ -21,6 +21,11 @@ from sim_fixtures import make_tiny_config
 N_EPISODES = 96  # 8 seeded worlds x 12 scenarios, left/right mirror pairs
 EVAL_EPISODES = 2  # per scenario: 24 closed-loop episodes per figure
 
+# The tiny Kosmos-2 is random: there is nothing pre-trained for LoRA to keep, so the check fine-tunes all of it
+# (as upstream's full-FT Kosmos configs do). With LoRA r=8 it learned progress but not the side in 2,270 steps;
+# fully fine-tuned at 2e-4 the side appears after about 2,500-3,500 steps (val loss 0.030 -> 0.008).
+TINY_VLA = {"learning_rate": 2e-4,
+            "train_setup": {"lora_enable": False, "freeze_backbone": False, "train_vision": True, "train_text_embedding": True}}
 CNN = {"robovlm_name": "RoboResNet", "model": "resnet", "learning_rate": 1e-3,
        "cnn_backbone": {"arch": "resnet10", "hidden_size": 64, "input_size": 64, "fusion_layers": 1, "heads": 4},
        "train_setup": {"freeze_backbone": False, "train_vision": True, "train_text_embedding": True, "lora_enable": False}}
@@ -64,13 +69,10 @@ def _learning_check(config: dict, out, epochs: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "the tiny random Kosmos-2 learns progress along the route but not the side: its action token does not learn to "
-    "attend to the side word in CPU-minutes (trained 0.00 / untrained 0.00 / blanked 0.00; README, Learning check)"))
 def test_tiny_vla_learns_to_drive(base_config, tiny_model_dir, hundred_episodes, tmp_path):
-    config = make_tiny_config(base_config, tiny_model_dir, hundred_episodes, tmp_path)
+    config = _merge(make_tiny_config(base_config, tiny_model_dir, hundred_episodes, tmp_path), TINY_VLA)
     config["batch_size"], config["act_head"]["hidden_size"] = 4, 128
-    rate = _learning_check(config, tmp_path, epochs=10)
+    rate = _learning_check(config, tmp_path, epochs=22)
     assert rate["trained"] >= rate["untrained"] + 0.25
     assert rate["trained"] > rate["instruction_blanked"]
 
