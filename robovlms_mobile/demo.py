@@ -36,10 +36,9 @@ def prepare(config: dict[str, Any], n_episodes: int = DEMO_EPISODES, seed: int =
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Prepare, train through the launcher, evaluate the last checkpoint; returns the figures."""
     from robovlms_mobile.checkpoint import load_checkpoint
-    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.loading import inference_meta
-    from robovlms_mobile.eval.offline import offline_report
+    from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
     from robovlms_mobile.launcher import train
     from robovlms_mobile.progress import EpochSummary
@@ -53,12 +52,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     ckpt = load_checkpoint(output_dir / "last.ckpt")
     module.eval()
     meta = inference_meta(module.configs)
-    val = module.configs["val_dataset"]
-    val_set = MobileVLAH5Dataset(val["data_dir"], tokenizer=module.model.tokenizer, window_size=meta["window_size"],
-                                 fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split="val",
-                                 val_ratio=val.get("val_ratio", 0.1), split_seed=val.get("split_seed", 0),
-                                 max_speed=meta["max_speed"], prompt_template=meta["template"])
-    offline = offline_report(module, val_set, meta)
+    offline = validation_report(module, meta)
     metrics = {k: offline[k] for k in offline if k.startswith(("mae_l", "rmse_", "sign_", "instruction_sensitivity_l"))}
     policy = InProcessPolicy(module, meta)
     closed = evaluate_closed_loop(policy, episodes=CLOSED_LOOP_EPISODES, gif_dir=output_dir / "gifs", gifs=2, progress=progress)

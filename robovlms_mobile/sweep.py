@@ -71,10 +71,9 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
               max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = (144, 256),
               progress: bool = True) -> list[dict[str, Any]]:
     """Train + evaluate every combination; returns the table rows (also written to disk)."""
-    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.loading import inference_meta
-    from robovlms_mobile.eval.offline import offline_report
+    from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import InProcessPolicy
     from robovlms_mobile.launcher import train
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
@@ -89,12 +88,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
         result = train(config, output_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs, progress=False)
         module = result["model"].eval()
         meta = inference_meta(module.configs)
-        val = module.configs["val_dataset"]
-        dataset = MobileVLAH5Dataset(val["data_dir"], tokenizer=module.model.tokenizer, window_size=meta["window_size"],
-                                     fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split="val",
-                                     val_ratio=val.get("val_ratio", 0.1), split_seed=val.get("split_seed", 0),
-                                     max_speed=meta["max_speed"], prompt_template=meta["template"])
-        offline = offline_report(module, dataset, meta)
+        offline = validation_report(module, meta)
         closed = evaluate_closed_loop(InProcessPolicy(module, meta), scenarios or DEFAULT_SCENARIOS, episodes,
                                       frame_size=frame_size)
         (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))

@@ -17,16 +17,13 @@ def _out_dir(args: argparse.Namespace, kind: str) -> Path:
 
 
 def _cmd_offline(args: argparse.Namespace) -> int:
-    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
     from robovlms_mobile.eval.loading import load_trained
-    from robovlms_mobile.eval.offline import offline_report
+    from robovlms_mobile.eval.offline import evaluation_windows, offline_report
     from robovlms_mobile.eval.plots import plot_offline
 
     module, meta = load_trained(args.checkpoint, args.base_model_dir)
-    dataset = MobileVLAH5Dataset(args.data, tokenizer=module.model.tokenizer, window_size=meta["window_size"],
-                                 fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split=args.split,
-                                 val_ratio=args.val_ratio, split_seed=args.split_seed, max_speed=meta["max_speed"],
-                                 prompt_template=meta["template"])
+    dataset = evaluation_windows(module, meta, args.data, split=args.split, val_ratio=args.val_ratio,
+                                 split_seed=args.split_seed)
     report = offline_report(module, dataset, meta, batch_size=args.batch_size, progress=not args.no_progress)
     report.update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split)
     out = _out_dir(args, "offline")

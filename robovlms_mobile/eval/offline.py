@@ -17,6 +17,25 @@ from robovlms_mobile.data.prompt import encode_prompts
 _SIDE = re.compile(r"\b(left|right)\b")
 
 
+def evaluation_windows(module: Any, meta: dict[str, Any], data_dir: str, *, split: str = "val", val_ratio: float = 0.1,
+                       split_seed: int = 0) -> Any:
+    """The windows of `data_dir` read as `module` was trained: its tokenizer, window, chunk, image size, scale, prompt."""
+    from robovlms_mobile.data.dataset import MobileVLAH5Dataset
+
+    return MobileVLAH5Dataset(data_dir, tokenizer=module.model.tokenizer, window_size=meta["window_size"],
+                              fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split=split,
+                              val_ratio=val_ratio, split_seed=split_seed, max_speed=meta["max_speed"],
+                              prompt_template=meta["template"])
+
+
+def validation_report(module: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """`offline_report` on the validation split that the module's own config trained against."""
+    val = module.configs["val_dataset"]
+    windows = evaluation_windows(module, meta, val["data_dir"], val_ratio=val.get("val_ratio", 0.1),
+                                 split_seed=val.get("split_seed", 0))
+    return offline_report(module, windows, meta)
+
+
 def swap_side(instruction: str) -> str:
     """'... on the left ...' <-> '... on the right ...' (every occurrence)."""
     return _SIDE.sub(lambda m: "right" if m.group(1) == "left" else "left", instruction)

@@ -1,7 +1,7 @@
 """The `Policy` protocol the evaluators drive, and its implementations.
 
-- `InProcessPolicy`: a MobileVLATrainer module in this process (trained checkpoint or untrained),
-  a rolling window of preprocessed frames, the checkpoint's prompt template and action scale.
+- `InProcessPolicy`: a MobileVLATrainer module in this process (trained checkpoint or untrained)
+  through the runtime's streaming policy, with the checkpoint's prompt template and action scale.
 - `HttpPolicy`: a policy server (`robovlms-mobile serve`) over HTTP.
 - `BlankInstruction`: any policy with the instruction replaced by "" (ablation).
 """
@@ -14,17 +14,14 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from einops import rearrange
 from PIL import Image
 
-from robovlms_mobile.data.prompt import encode_prompts
-from robovlms_mobile.data.transforms import preprocess_frames
+from robovlms_mobile.runtime.chunking import StrategySpec
+from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
 
 @runtime_checkable
@@ -39,16 +36,20 @@ class Policy(Protocol):
 
 
 class InProcessPolicy:
-    """A MobileVLATrainer module; re-plans every `chunk_steps` frames from the predicted 10-step chunk."""
+    """A MobileVLATrainer module driven through the runtime's streaming `MobileVLAPolicy`.
+
+    Only the newest frame goes through the VLM; the LSTM head keeps the episode's window. It
+    re-plans every `chunk_steps` frames and executes that chunk's steps in between (`ChunkReuse`);
+    as when serving, frames between re-plans do not enter the window.
+    """
 
     def __init__(self, module: Any, meta: dict[str, Any], chunk_steps: int = 1):
         if not 1 <= chunk_steps <= meta["chunk"]:
             raise ValueError(f"chunk_steps must be in [1, {meta['chunk']}], got {chunk_steps}")
         self.module, self.meta, self.chunk_steps = module.eval(), meta, chunk_steps
-        self.frames: deque[torch.Tensor] = deque(maxlen=meta["window_size"])
-        self._prompts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._chunk: np.ndarray | None = None
-        self._since = 0
+        self.runtime = MobileVLAPolicy(module, max_speed=meta["max_speed"], prompt_template=meta["template"],
+                                       strategy=StrategySpec("reuse", reuse_steps=chunk_steps))
+        self.episode = self.runtime.new_episode()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1) -> InProcessPolicy:
@@ -66,31 +67,17 @@ class InProcessPolicy:
         return cls(build_module(config), inference_meta(config), chunk_steps)
 
     def reset(self) -> None:
-        self.frames.clear()
-        self._chunk, self._since = None, 0
+        self.episode.clear()
 
-    def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if instruction not in self._prompts:
-            self._prompts[instruction] = encode_prompts(self.module.model.tokenizer, [instruction], self.meta["template"])
-        return self._prompts[instruction]
-
-    @torch.no_grad()
-    def predict_chunk(self, instruction: str) -> np.ndarray:
-        """(chunk, 2) velocities in m/s for the newest frame of the window."""
-        rgb = rearrange(torch.stack(list(self.frames)), "t c h w -> 1 t c h w")  # (1, T, 3, S, S)
-        text, mask = self._prompt(instruction)
-        device = self.module.device
-        out = self.module.model.forward_continuous(rgb.to(device), text.to(device), attention_mask=mask.to(device), mode="inference")
-        velocities = out[0] if isinstance(out, (tuple, list)) else out  # (1, T, chunk, 2) in [-1, 1]
-        return velocities[0, -1].float().cpu().numpy() * self.meta["max_speed"]
+    def predict_chunk(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
+        """(chunk, 2) velocities in m/s with `frame_rgb` as the newest frame of the window."""
+        return self.runtime.predict(frame_rgb, instruction, self.episode)
 
     def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        self.frames.append(preprocess_frames(frame_rgb[None], self.meta["image_size"])[0])
-        if self._chunk is None or self._since >= self.chunk_steps:
-            self._chunk, self._since = self.predict_chunk(instruction), 0
-        action = self._chunk[self._since]
-        self._since += 1
-        return action
+        strategy = self.episode.strategy
+        if strategy.needs_query():
+            strategy.update(self.predict_chunk(frame_rgb, instruction))
+        return strategy.action()
 
 
 class BlankInstruction:

@@ -81,7 +81,6 @@ class MobileVLAPolicy:
         self.axes = list(ACTION_AXES)
         self.strategy.build(self.chunk_size)  # fail now on a bad strategy, not at the first tick
         self.head = self.model.act_head
-        self.head.streaming = True
         # one lock per model, not per policy: policies sharing a module share its head's history slot
         if not hasattr(module, "_mobile_vla_inference_lock"):
             module._mobile_vla_inference_lock = threading.Lock()
@@ -116,10 +115,13 @@ class MobileVLAPolicy:
         return format_prompt(instruction, self.prompt_template)
 
     def predict(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> np.ndarray:
-        """One model query on the newest frame -> (chunk, 2) velocities in m/s; the frame joins the window."""
+        """One model query on the newest frame -> (chunk, 2) velocities in m/s; the frame joins the window.
+
+        Unlike `step`, an empty instruction is allowed (the blank-instruction ablation reads the bare template).
+        """
         episode = episode or self._default
         with episode.lock:
-            return self._query(episode, frame_rgb, instruction)[0]
+            return self._query(episode, frame_rgb, self._check_instruction(instruction, allow_empty=True))[0]
 
     def step(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> TickResult:
         """One control tick: query the model if the chunk strategy asks for it, return this tick's velocity."""
@@ -140,16 +142,15 @@ class MobileVLAPolicy:
                               tick=episode.tick - 1, window=len(episode.history))
 
     # ---- internals -----------------------------------------------------------------------
-    def _check_instruction(self, instruction: str) -> str:
-        if not isinstance(instruction, str) or not instruction.strip():
+    def _check_instruction(self, instruction: str, allow_empty: bool = False) -> str:
+        if not isinstance(instruction, str) or not (allow_empty or instruction.strip()):
             raise ValueError("instruction must be a non-empty string")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
             raise ValueError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
         return instruction.strip()
 
     def _query(self, episode: EpisodeState, frame_rgb: np.ndarray, instruction: str) -> tuple[np.ndarray, float]:
-        """Run the model on one frame inside `episode`; returns ((n, 2) m/s, milliseconds)."""
-        instruction = self._check_instruction(instruction)
+        """Run the model on one (checked) instruction and frame inside `episode`; returns ((n, 2) m/s, ms)."""
         frame = check_frame(frame_rgb)
         start = time.perf_counter()
         if episode.text is None or episode.instruction != instruction:
@@ -161,11 +162,12 @@ class MobileVLAPolicy:
         pixels = preprocess_frames(frame[None], self.image_size).to(self.device)  # (1, 3, S, S)
         vision_x = rearrange(pixels, "(b t) c h w -> b t c h w", b=1)  # (1, 1, 3, S, S)
         with self._lock, torch.inference_mode():
-            self.head.history = episode.history  # the head appends this frame's feature to the episode's window
+            # streaming only for this call: the same module may also run whole windows (training, offline eval)
+            self.head.history, self.head.streaming = episode.history, True  # the head appends this frame's feature
             try:
                 velocities, _ = self.model.forward_continuous(vision_x, ids, attention_mask=mask, mode="inference")
             finally:
-                self.head.history = deque(maxlen=self.window_size)
+                self.head.history, self.head.streaming = deque(maxlen=self.window_size), False
         chunk = velocities[0, -1].float().cpu().numpy().astype(np.float64) * self.max_speed  # (n, 2) m/s
         episode.chunk = chunk
         episode.queries += 1

@@ -7,12 +7,12 @@ CNN baseline runs the same check as a positive control for the data, head, loss 
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
 import torch
 
+from robovlms_mobile.config import deep_update
 from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
 from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
 from robovlms_mobile.launcher import train
@@ -40,15 +40,6 @@ def hundred_episodes(tmp_path_factory):
     return out
 
 
-def _merge(config: dict, patch: dict) -> dict:
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            _merge(config[key], value)
-        else:
-            config[key] = copy.deepcopy(value)
-    return config
-
-
 def _learning_check(config: dict, out, epochs: int) -> dict:
     config["trainer"]["max_epochs"] = epochs
     for name in ("train_dataset", "val_dataset"):
@@ -69,18 +60,10 @@ def _learning_check(config: dict, out, epochs: int) -> dict:
 
 
 @pytest.mark.slow
-def test_tiny_vla_learns_to_drive(base_config, tiny_model_dir, hundred_episodes, tmp_path):
-    config = _merge(make_tiny_config(base_config, tiny_model_dir, hundred_episodes, tmp_path), TINY_VLA)
+@pytest.mark.parametrize("patch, epochs", [(TINY_VLA, 22), (CNN, 6)], ids=["tiny_vla", "cnn_baseline"])
+def test_policy_learns_to_drive(patch, epochs, base_config, tiny_model_dir, hundred_episodes, tmp_path):
+    config = deep_update(make_tiny_config(base_config, tiny_model_dir, hundred_episodes, tmp_path), patch)
     config["batch_size"], config["act_head"]["hidden_size"] = 4, 128
-    rate = _learning_check(config, tmp_path, epochs=22)
-    assert rate["trained"] >= rate["untrained"] + 0.25
-    assert rate["trained"] > rate["instruction_blanked"]
-
-
-@pytest.mark.slow
-def test_cnn_baseline_learns_to_drive(base_config, tiny_model_dir, hundred_episodes, tmp_path):
-    config = _merge(make_tiny_config(base_config, tiny_model_dir, hundred_episodes, tmp_path), CNN)
-    config["batch_size"], config["act_head"]["hidden_size"] = 4, 128
-    rate = _learning_check(config, tmp_path, epochs=6)
+    rate = _learning_check(config, tmp_path, epochs=epochs)
     assert rate["trained"] >= rate["untrained"] + 0.25
     assert rate["trained"] > rate["instruction_blanked"]
