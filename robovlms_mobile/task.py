@@ -1,0 +1,35 @@
+"""The task's facts, each stated once: action axes, speeds, timing, window/chunk, instruction limits.
+
+Every module that needs one of these imports it from here; values that follow from them are derived
+here too, so changing the window or the chunk moves everything that depends on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACTION_AXES: tuple[str, ...] = ("linear_x", "linear_y")  # the policy's 2-DOF output, in this order
+RAW_ACTION_COLUMNS: tuple[str, ...] = ("linear_x", "linear_y", "angular_z")  # columns of `actions` in files
+ACTION_DIM = len(ACTION_AXES)
+
+MAX_SPEED = 1.15  # m/s: the collectors' key-press speed; labels are scaled by it into [-1, 1]
+STEP_S = 0.4  # seconds of motion per recorded frame (one key press on the robot)
+
+WINDOW = 8  # frames of history the policy sees
+CHUNK = 10  # future actions predicted per window (upstream: fwd_pred_next_n)
+FULL_EPISODE_FRAMES = WINDOW + CHUNK - 1  # 17: frames one complete training window spans
+
+MAX_INSTRUCTION_CHARS = 512  # characters, everywhere an instruction enters (files, server, CLI)
+MAX_PROMPT_TOKENS = 256  # the tokenizer truncates the filled prompt at this many tokens
+
+
+def check_instruction(value: Any, *, where: str = "instruction", allow_empty: bool = False) -> str:
+    """The one instruction check: a string of at most MAX_INSTRUCTION_CHARS; returns it stripped."""
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {type(value).__name__}")
+    text = value.strip()
+    if not text and not allow_empty:
+        raise ValueError(f"{where}: expected a non-empty string")
+    if len(value) > MAX_INSTRUCTION_CHARS:
+        raise ValueError(f"{where}: {len(value)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
+    return text
