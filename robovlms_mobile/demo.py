@@ -37,7 +37,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     """Prepare, train through the launcher, evaluate the last checkpoint; returns the figures."""
     from robovlms_mobile.checkpoint import load_checkpoint
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-    from robovlms_mobile.eval.loading import inference_meta
+    from robovlms_mobile.checkpoint_meta import CheckpointMetadata
     from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
     from robovlms_mobile.launcher import train
@@ -51,7 +51,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     summary = next(cb for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)).history
     ckpt = load_checkpoint(output_dir / "last.ckpt")
     module.eval()
-    meta = inference_meta(module.configs)
+    meta = CheckpointMetadata.from_config(module.configs)
     offline = validation_report(module, meta)
     metrics = {k: offline[k] for k in offline if k.startswith(("mae_l", "rmse_", "sign_", "instruction_sensitivity_l"))}
     policy = InProcessPolicy(module, meta)

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from robovlms_mobile.checkpoint import check_checkpoint_file
 from robovlms_mobile.config import load_config, validate_config
 from robovlms_mobile.registry import register
 
@@ -26,9 +27,13 @@ def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
         return None
     if resume == "last":
         last = output_dir / "last.ckpt"
-        return str(last) if last.is_file() else None
+        if not last.is_file():
+            return None
+        check_checkpoint_file(last)
+        return str(last)
     if not Path(resume).is_file():
         raise FileNotFoundError(f"--resume {resume!r}: no such checkpoint")
+    check_checkpoint_file(Path(resume))  # empty / truncated / not torch: one line before the model is built
     return resume
 
 
@@ -171,6 +176,7 @@ def train(
     preflight_data(configs)
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_output_dir(out)
+    ckpt_path = resolve_resume(resume, out)
     configs["output_dir"] = str(out)
     seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
     trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)
@@ -179,7 +185,7 @@ def train(
     model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)
     check_free_space(out, checkpoint_bytes(model))
     datamodule = build_datamodule(configs, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_resume(resume, out))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     return {"metrics": metrics, "output_dir": str(out), "last_checkpoint": str(out / "last.ckpt"),
             "global_step": trainer.global_step, "model": model, "trainer": trainer}

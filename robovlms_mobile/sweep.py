@@ -72,7 +72,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
               progress: bool = True) -> list[dict[str, Any]]:
     """Train + evaluate every combination; returns the table rows (also written to disk)."""
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-    from robovlms_mobile.eval.loading import inference_meta
+    from robovlms_mobile.checkpoint_meta import CheckpointMetadata
     from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import InProcessPolicy
     from robovlms_mobile.launcher import train
@@ -87,7 +87,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
         run_dir = out / name
         result = train(config, output_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs, progress=False)
         module = result["model"].eval()
-        meta = inference_meta(module.configs)
+        meta = CheckpointMetadata.from_config(module.configs)
         offline = validation_report(module, meta)
         closed = evaluate_closed_loop(InProcessPolicy(module, meta), scenarios or DEFAULT_SCENARIOS, episodes,
                                       frame_size=frame_size)

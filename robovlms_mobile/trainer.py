@@ -5,7 +5,9 @@ Selected with `"trainer_type": "MobileVLATrainer"` in a config, through upstream
 - `_process_batch`: no arm/gripper split and no `.cuda()`; labels are `(velocity_chunk, None)`.
 - LoRA applied with peft to the Kosmos-2 text attention only (model/lora.py), not upstream's
   `llava` path; vision stays frozen; the trainable-parameter count is printed.
-- checkpoints keep the trainable tensors plus config, action scale and prompt (checkpoint.py).
+- checkpoints keep the trainable tensors plus config, action scale, prompt, window/chunk and the
+  training instructions (checkpoint_meta.py); every checkpoint it reads goes through the guarded
+  `checkpoint.load_checkpoint`, and the backbone is built without remote code (model/model_folder.py).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any
 import torch
 from robovlms.train.base_trainer import BaseTrainer
 
-from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, json_safe, load_checkpoint
+from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, load_checkpoint
+from robovlms_mobile.checkpoint_meta import MAX_INSTRUCTIONS, plugin_entry
 from robovlms_mobile.config import validate_config
-from robovlms_mobile.data.dataset import DATA_SOURCE, DEFAULT_MAX_SPEED
-from robovlms_mobile.data.episode import ACTION_AXES
-from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE
+from robovlms_mobile.data.dataset import DATA_SOURCE
 from robovlms_mobile.model.lora import apply_lora
+from robovlms_mobile.model.model_folder import upstream_builders_guarded
+from robovlms_mobile.task import ACTION_AXES
 
 
 def ensure_kosmos2_patch() -> None:
@@ -50,7 +53,8 @@ class MobileVLATrainer(BaseTrainer):
         upstream_view["train_setup"]["lora_enable"] = False  # upstream's LoRA path needs llava
         self.configs = upstream_view
         try:
-            model = super()._init_policy()
+            with upstream_builders_guarded():  # no remote code, no upstream tokenizer fallback (rmtree)
+                model = super()._init_policy()
         finally:
             self.configs = wanted
         if wanted["train_setup"].get("lora_enable", False):
@@ -109,16 +113,23 @@ class MobileVLATrainer(BaseTrainer):
 
     # ---- checkpoints -------------------------------------------------------------------
     def plugin_metadata(self) -> dict[str, Any]:
-        """What inference needs besides weights: config, action scale, prompt format."""
-        data = self.configs.get("train_dataset")
-        data = data[0] if isinstance(data, list) else data or {}
-        return {
-            "format_version": FORMAT_VERSION,
-            "config": json_safe(self.configs),
-            "action_scale": {"max_speed": float(data.get("max_speed", DEFAULT_MAX_SPEED)), "axes": list(ACTION_AXES)},
-            "prompt": {"template": data.get("prompt_template", DEFAULT_PROMPT_TEMPLATE)},
-            "trainable_parameters": int(getattr(self, "trainable_parameters", 0)),
-        }
+        """What inference needs besides weights: config, action scale, prompt, window/chunk, instructions."""
+        return plugin_entry(self.configs, int(getattr(self, "trainable_parameters", 0)), self.training_instructions())
+
+    def training_instructions(self) -> list[str] | None:
+        """The instructions of the training episodes (None when no datamodule is attached)."""
+        trainer = getattr(self, "_trainer", None)
+        found: set[str] = set()
+        pending = [getattr(getattr(trainer, "datamodule", None), "_train_datasets", None)]
+        while pending and len(found) <= MAX_INSTRUCTIONS:
+            item = pending.pop()
+            if isinstance(item, (list, tuple)):
+                pending.extend(item)
+            elif hasattr(item, "datasets"):  # ConcatDataset
+                pending.extend(item.datasets)
+            elif hasattr(item, "episodes"):
+                found.update(e.instruction for e in item.episodes if isinstance(getattr(e, "instruction", None), str))
+        return sorted(found) if found else None
 
     def trainable_keys(self) -> set[str]:
         """State-dict keys of the trained tensors (everything else is the frozen backbone)."""
@@ -129,12 +140,20 @@ class MobileVLATrainer(BaseTrainer):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint[PLUGIN_KEY] = self.plugin_metadata()
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume only from a checkpoint of the same window/chunk (one-line error otherwise)."""
+        check_same_shape(checkpoint, self.configs, "--resume checkpoint")
+
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False):
         """Load a (possibly trainable-only) state dict; strict = every trainable tensor present, nothing unknown."""
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        try:
+            result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        except RuntimeError as exc:  # shape mismatches: torch lists every tensor over many lines
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc).splitlines()[0])
+            raise CheckpointError(f"checkpoint does not match the model: {detail[:300]}") from None
         missing = sorted(set(result.missing_keys) & self.trainable_keys())
         if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(
+            raise CheckpointError(
                 f"checkpoint does not match the model: missing trainable {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                 f"unexpected {result.unexpected_keys[:5]}"
             )
@@ -145,7 +164,32 @@ class MobileVLATrainer(BaseTrainer):
         """Build from `configs`, then load trainable weights from a plugin checkpoint (weights_only)."""
         if configs is None:
             raise ValueError("MobileVLATrainer.from_checkpoint needs the experiment configs")
+        if ckpt_path is None:
+            return cls(configs)
+        ckpt = load_checkpoint(ckpt_path)  # model_load_path: the same guarded read
+        check_same_shape(ckpt, configs, f"model_load_path {str(ckpt_path)!r}")
         model = cls(configs)
-        if ckpt_path is not None:
-            model.load_state_dict(load_checkpoint(ckpt_path)["state_dict"], strict=True)
+        try:
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{ckpt_path}: {exc}") from None
         return model
+
+
+def check_same_shape(checkpoint: dict[str, Any], configs: dict[str, Any], what: str) -> None:
+    """A plugin checkpoint whose recorded window/chunk equal the config's; else one-line CheckpointError."""
+    info = checkpoint.get(PLUGIN_KEY)
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{what}: not a robovlms-mobile checkpoint (no '{PLUGIN_KEY}' entry)")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{what}: checkpoint format {str(info.get('format_version'))[:20]!r}; this robovlms-mobile "
+                              f"reads format {FORMAT_VERSION}")
+    stored = info.get("config") if isinstance(info.get("config"), dict) else {}
+    if stored.get("trainer_type") != "MobileVLATrainer":
+        raise CheckpointError(f"{what}: stored trainer_type {str(stored.get('trainer_type'))[:80]!r}; expected 'MobileVLATrainer'")
+    shape = info.get("shape") if isinstance(info.get("shape"), dict) else {}
+    for key, config_key in (("window", "window_size"), ("chunk", "fwd_pred_next_n")):
+        recorded = shape.get(key, stored.get(config_key))
+        if recorded != configs[config_key]:
+            raise CheckpointError(f"{what}: trained with {key} {str(recorded)[:20]}, but the config has "
+                                  f"{config_key} {configs[config_key]}; expected them to agree")

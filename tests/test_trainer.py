@@ -7,7 +7,8 @@ import re
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import UnsafeCheckpointError, load_checkpoint, plugin_info
+from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError, load_checkpoint
+from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.launcher import build_datamodule, train
 from robovlms_mobile.model.lora import TEXT_ATTENTION
 from robovlms_mobile.trainer import MobileVLATrainer
@@ -60,7 +61,12 @@ def test_checkpoint_is_slim_and_loads_back(tiny_config, tmp_path):
     trained: MobileVLATrainer = result["model"]
     ckpt = load_checkpoint(result["last_checkpoint"])
     assert set(ckpt["state_dict"]) == trained.trainable_keys()
-    info = plugin_info(ckpt)
+    info = ckpt[PLUGIN_KEY]
+    assert info["shape"] == {"window": 8, "chunk": 10}
+    meta = CheckpointMetadata.from_checkpoint(ckpt, result["last_checkpoint"], None)
+    assert (meta.window, meta.chunk, meta.max_speed, meta.axes) == (8, 10, 1.15, ("linear_x", "linear_y"))
+    assert meta.instructions and all("box" in text for text in meta.instructions)  # the training set's instructions
+    assert meta.instructions == tuple(info["instructions"])
     assert info["action_scale"] == {"max_speed": 1.15, "axes": ["linear_x", "linear_y"]}
     assert info["prompt"]["template"] == "<grounding>An image of a robot {instruction}"
     assert info["config"]["act_head"]["type"] == "MobileVLALSTMDecoder"
@@ -88,7 +94,7 @@ def test_checkpoint_missing_trainable_weights_is_refused(tiny_config, tmp_path):
     ckpt = torch.load(result["last_checkpoint"], weights_only=True)
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "act_head" not in k}
     torch.save(ckpt, tmp_path / "partial.ckpt")
-    with pytest.raises(RuntimeError, match="missing trainable"):
+    with pytest.raises(CheckpointError, match="missing trainable"):
         MobileVLATrainer.from_checkpoint(tmp_path / "partial.ckpt", configs=tiny_config)
 
 

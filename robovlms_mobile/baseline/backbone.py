@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from robovlms.model.backbone.base_backbone import BaseRoboVLM
-from robovlms.utils.model_utils import build_tokenizer
 
 from robovlms_mobile.baseline.model import ResNetInstructionModel
+from robovlms_mobile.model.model_folder import build_processor
 
 CNN_DEFAULTS = {"arch": "resnet18", "hidden_size": 256, "input_size": 112, "fusion_layers": 1, "heads": 4}
 
@@ -21,7 +21,7 @@ class RoboResNet(BaseRoboVLM):
     """Small ResNet + learned instruction embedding instead of Kosmos-2; same action token, head and loss."""
 
     def _init_backbone(self) -> tuple[Any, ResNetInstructionModel]:
-        tokenizer = build_tokenizer(self.configs["tokenizer"])
+        tokenizer = build_processor(self.configs["tokenizer"])  # local folder, no remote code, no rmtree fallback
         if "Processor" in self.configs["tokenizer"]["type"]:
             self.processor, tokenizer = tokenizer, tokenizer.tokenizer
         self.tokenizer = tokenizer

@@ -17,11 +17,11 @@ def _out_dir(args: argparse.Namespace, kind: str) -> Path:
 
 
 def _cmd_offline(args: argparse.Namespace) -> int:
-    from robovlms_mobile.eval.loading import load_trained
     from robovlms_mobile.eval.offline import evaluation_windows, offline_report
     from robovlms_mobile.eval.plots import plot_offline
+    from robovlms_mobile.runtime.loader import load_for_inference
 
-    module, meta = load_trained(args.checkpoint, args.base_model_dir)
+    module, meta = load_for_inference(args.checkpoint, args.base_model_dir)
     dataset = evaluation_windows(module, meta, args.data, split=args.split, val_ratio=args.val_ratio,
                                  split_seed=args.split_seed)
     report = offline_report(module, dataset, meta, batch_size=args.batch_size, progress=not args.no_progress)

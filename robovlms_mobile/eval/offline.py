@@ -11,24 +11,25 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.data.episode import ACTION_AXES
 from robovlms_mobile.data.prompt import encode_prompts
 
 _SIDE = re.compile(r"\b(left|right)\b")
 
 
-def evaluation_windows(module: Any, meta: dict[str, Any], data_dir: str, *, split: str = "val", val_ratio: float = 0.1,
+def evaluation_windows(module: Any, meta: CheckpointMetadata, data_dir: str, *, split: str = "val", val_ratio: float = 0.1,
                        split_seed: int = 0) -> Any:
     """The windows of `data_dir` read as `module` was trained: its tokenizer, window, chunk, image size, scale, prompt."""
     from robovlms_mobile.data.dataset import MobileVLAH5Dataset
 
-    return MobileVLAH5Dataset(data_dir, tokenizer=module.model.tokenizer, window_size=meta["window_size"],
-                              fwd_pred_next_n=meta["chunk"], image_size=meta["image_size"], split=split,
-                              val_ratio=val_ratio, split_seed=split_seed, max_speed=meta["max_speed"],
-                              prompt_template=meta["template"])
+    return MobileVLAH5Dataset(data_dir, tokenizer=module.model.tokenizer, window_size=meta.window,
+                              fwd_pred_next_n=meta.chunk, image_size=meta.image_size, split=split,
+                              val_ratio=val_ratio, split_seed=split_seed, max_speed=meta.max_speed,
+                              prompt_template=meta.prompt_template)
 
 
-def validation_report(module: Any, meta: dict[str, Any]) -> dict[str, Any]:
+def validation_report(module: Any, meta: CheckpointMetadata) -> dict[str, Any]:
     """`offline_report` on the validation split that the module's own config trained against."""
     val = module.configs["val_dataset"]
     windows = evaluation_windows(module, meta, val["data_dir"], val_ratio=val.get("val_ratio", 0.1),
@@ -47,10 +48,10 @@ def _predict(module: Any, rgb: torch.Tensor, text: torch.Tensor, mask: torch.Ten
     return (out[0] if isinstance(out, (tuple, list)) else out).float()  # (B, W, C, 2) in [-1, 1]
 
 
-def offline_report(module: Any, dataset: Any, meta: dict[str, Any], *, batch_size: int = 8, progress: bool = False) -> dict[str, Any]:
+def offline_report(module: Any, dataset: Any, meta: CheckpointMetadata, *, batch_size: int = 8, progress: bool = False) -> dict[str, Any]:
     """Metrics over every window of `dataset` (a MobileVLAH5Dataset using the module's tokenizer)."""
     module.eval()
-    max_speed, template = meta["max_speed"], meta["template"]
+    max_speed, template = meta.max_speed, meta.prompt_template
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collater, num_workers=0)
     chunk = dataset.chunk
     abs_sum, sq_sum, agree = torch.zeros(2), torch.zeros(2), torch.zeros(2)
@@ -58,7 +59,7 @@ def offline_report(module: Any, dataset: Any, meta: dict[str, Any], *, batch_siz
     sens_sum, lateral, flipped, n_swappable = torch.zeros(2), 0, 0, 0
     count = 0
     for batch in tqdm(loader, desc="offline eval", disable=not progress):
-        rgb = batch["rgb"][:, : meta["window_size"]].to(module.device)
+        rgb = batch["rgb"][:, : meta.window].to(module.device)
         labels = batch["action_chunck"].float().to(module.device)  # (B, W, C, 2)
         pred = _predict(module, rgb, batch["text"], batch["text_mask"])
         err = (pred - labels) * max_speed

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.runtime.chunking import StrategySpec
 from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
@@ -43,28 +44,28 @@ class InProcessPolicy:
     as when serving, frames between re-plans do not enter the window.
     """
 
-    def __init__(self, module: Any, meta: dict[str, Any], chunk_steps: int = 1):
-        if not 1 <= chunk_steps <= meta["chunk"]:
-            raise ValueError(f"chunk_steps must be in [1, {meta['chunk']}], got {chunk_steps}")
+    def __init__(self, module: Any, meta: CheckpointMetadata, chunk_steps: int = 1):
+        if not 1 <= chunk_steps <= meta.chunk:
+            raise ValueError(f"chunk_steps must be in [1, {meta.chunk}], got {chunk_steps}")
         self.module, self.meta, self.chunk_steps = module.eval(), meta, chunk_steps
-        self.runtime = MobileVLAPolicy(module, max_speed=meta["max_speed"], prompt_template=meta["template"],
-                                       strategy=StrategySpec("reuse", reuse_steps=chunk_steps))
+        self.runtime = MobileVLAPolicy(module, max_speed=meta.max_speed, prompt_template=meta.prompt_template,
+                                       strategy=StrategySpec("reuse", reuse_steps=chunk_steps), metadata=meta)
         self.episode = self.runtime.new_episode()
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1) -> InProcessPolicy:
-        """Load a plugin checkpoint (backbone from the config's folders or `base_model_dir`)."""
-        from robovlms_mobile.eval.loading import load_trained
+        """Load a plugin checkpoint through the one guarded loader (backbone from `base_model_dir` or the one it names)."""
+        from robovlms_mobile.runtime.loader import load_for_inference
 
-        module, meta = load_trained(path, base_model_dir)
+        module, meta = load_for_inference(path, base_model_dir)
         return cls(module, meta, chunk_steps)
 
     @classmethod
     def untrained(cls, config: dict[str, Any], chunk_steps: int = 1) -> InProcessPolicy:
         """The same architecture with freshly initialised trainable weights (a reference point)."""
-        from robovlms_mobile.eval.loading import build_module, inference_meta
+        from robovlms_mobile.runtime.loader import build_module
 
-        return cls(build_module(config), inference_meta(config), chunk_steps)
+        return cls(build_module(config), CheckpointMetadata.from_config(config), chunk_steps)
 
     def reset(self) -> None:
         self.episode.clear()

@@ -2,19 +2,25 @@
 
 Same structure as upstream's `LSTMDecoder` (LSTM over the window, `MLPTanhHead` per step) but
 with `action_dim` outputs per chunk step instead of `action_dim - 1` plus a gripper head, a
-masked Huber loss with no BCE term, and an explicit streaming mode for step-by-step inference
-(upstream switches to streaming whenever the sequence length is 1, even in training).
+masked Huber loss with no BCE term, and a streaming API of its own for step-by-step inference
+(upstream switches to streaming whenever the sequence length is 1, even in training): the caller
+owns each episode's feature window (`new_stream()`), `step_stream` advances one, and
+`streaming(window)` routes upstream's `forward` calls to `step_stream` for the duration of a block.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from robovlms.model.policy_head.base_policy import BasePolicyHead, MLPTanhHead, lstm_decoder
+
+from robovlms_mobile.task import ACTION_DIM, CHUNK, WINDOW
 
 
 class MobileVLALSTMDecoder(BasePolicyHead):
@@ -23,9 +29,9 @@ class MobileVLALSTMDecoder(BasePolicyHead):
     def __init__(
         self,
         in_features: int,
-        action_dim: int = 2,
-        fwd_pred_next_n: int = 10,
-        window_size: int = 8,
+        action_dim: int = ACTION_DIM,
+        fwd_pred_next_n: int = CHUNK,
+        window_size: int = WINDOW,
         hidden_size: int = 1024,
         num_layers: int = 4,
         policy_rnn_dropout_p: float = 0.0,
@@ -46,12 +52,22 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         self.actions = MLPTanhHead(hidden_size, fwd_pred_next_n * action_dim)
         if down_sample == "pooling":
             self.pool = torch.nn.AdaptiveMaxPool1d(latent)
-        self.streaming = False
-        self.history: deque[torch.Tensor] = deque(maxlen=window_size)
+        self._stream: deque[torch.Tensor] | None = None  # the window `forward` streams into, inside `streaming()`
 
-    def reset(self) -> None:
-        """Forget the streaming history (new episode)."""
-        self.history.clear()
+    def new_stream(self) -> deque[torch.Tensor]:
+        """An empty per-episode feature window (the last `window_size` steps, each (B, 1, n * D))."""
+        return deque(maxlen=self.window_size)
+
+    @contextmanager
+    def streaming(self, window: deque[torch.Tensor]) -> Iterator[None]:
+        """Inside the block, `forward` takes one step at a time into `window` (upstream calls `forward`)."""
+        if self._stream is not None:
+            raise RuntimeError("MobileVLALSTMDecoder is already streaming; serialise calls on one model")
+        self._stream = window
+        try:
+            yield
+        finally:
+            self._stream = None
 
     def _features(self, tok_seq: torch.Tensor) -> torch.Tensor:
         """(B, L, n, D) -> (B, L, n * D) (or pooled over n)."""
@@ -61,19 +77,22 @@ class MobileVLALSTMDecoder(BasePolicyHead):
             return rearrange(pooled, "(b l) d n -> b l (n d)", b=b)
         return rearrange(tok_seq, "b l n d -> b l (n d)")
 
+    def step_stream(self, tok_seq: torch.Tensor, window: deque[torch.Tensor]) -> torch.Tensor:
+        """One new step (B, 1, n, D) joins `window`; the LSTM re-runs over it from a zero state, as in training.
+
+        Returns (B, 1, chunk, action_dim): the prediction at the newest position of the window.
+        """
+        assert tok_seq.ndim == 4 and tok_seq.shape[1] == 1, f"step_stream takes (B, 1, n, D), got {tuple(tok_seq.shape)}"
+        window.append(self._features(tok_seq))
+        out, _ = self.rnn(torch.cat(list(window), dim=1))  # (B, len(window), hidden)
+        return rearrange(self.actions(out[:, -1:]), "b l (n d) -> b l n d", n=self.fwd_pred_next_n)
+
     def forward(self, tok_seq: torch.Tensor, h_0: Any = None, **kwargs: Any) -> tuple[torch.Tensor, None]:
         """(B, L, n, D) action-token states -> ((B, L, chunk, action_dim) velocities, None)."""
         assert tok_seq.ndim == 4, f"expected (B, L, n, D) action tokens, got {tuple(tok_seq.shape)}"
-        x = self._features(tok_seq)
-        if self.streaming:
-            # one new step per call: re-run the LSTM over the last `window_size` steps, exactly
-            # as in training, where every window starts from a zero state
-            assert x.shape[1] == 1, f"streaming mode takes one step at a time, got L={x.shape[1]}"
-            self.history.append(x)
-            out, _ = self.rnn(torch.cat(list(self.history), dim=1))
-            out = out[:, -1:]
-        else:
-            out, _ = self.rnn(x, h_0)
+        if self._stream is not None:
+            return self.step_stream(tok_seq, self._stream), None
+        out, _ = self.rnn(self._features(tok_seq), h_0)
         velocities = rearrange(self.actions(out), "b l (n d) -> b l n d", n=self.fwd_pred_next_n)
         return velocities, None
 

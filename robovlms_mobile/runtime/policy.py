@@ -21,19 +21,18 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from robovlms_mobile.data.episode import ACTION_AXES
+from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.data.prompt import encode_prompts, format_prompt
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.runtime.chunking import ChunkStrategy, StrategySpec
-
-MAX_INSTRUCTION_CHARS = 512
+from robovlms_mobile.task import ACTION_AXES, check_instruction
 
 
 @dataclass
 class EpisodeState:
     """What one episode carries between ticks: head feature window, prompt, chunk strategy."""
 
-    history: deque  # last window_size action-token features, each (1, 1, n * D)
+    history: deque  # the head's stream: last window_size action-token features, each (1, 1, n * D)
     strategy: ChunkStrategy
     instruction: str | None = None
     text: tuple[torch.Tensor, torch.Tensor] | None = None  # (input_ids (1, L), attention_mask (1, L))
@@ -66,8 +65,9 @@ class MobileVLAPolicy:
     """Frames + instruction -> (chunk, 2) velocities in m/s, through a trained plugin checkpoint."""
 
     def __init__(self, module: Any, *, max_speed: float, prompt_template: str, strategy: StrategySpec | None = None,
-                 source: str = "<module>"):
+                 source: str = "<module>", metadata: CheckpointMetadata | None = None):
         self.module = module
+        self.metadata = metadata
         self.model = module.model
         self.configs = module.configs
         self.max_speed = float(max_speed)
@@ -90,12 +90,12 @@ class MobileVLAPolicy:
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, *,
                         strategy: StrategySpec | None = None, device: str = "cpu") -> "MobileVLAPolicy":
-        """Load a plugin checkpoint safely (weights_only); the backbone comes from `base_model_dir`."""
+        """Load a plugin checkpoint through the one guarded loader; the backbone comes from `base_model_dir`."""
         from robovlms_mobile.runtime.loader import load_for_inference
 
-        module, info = load_for_inference(path, base_model_dir, device=device)
-        return cls(module, max_speed=info["action_scale"]["max_speed"], prompt_template=info["prompt"]["template"],
-                   strategy=strategy, source=str(path))
+        module, meta = load_for_inference(path, base_model_dir, device=device)
+        return cls(module, max_speed=meta.max_speed, prompt_template=meta.prompt_template, strategy=strategy,
+                   source=str(path), metadata=meta)
 
     @property
     def device(self) -> torch.device:
@@ -104,7 +104,7 @@ class MobileVLAPolicy:
 
     def new_episode(self) -> EpisodeState:
         """Fresh per-episode state (window, prompt, chunk strategy)."""
-        return EpisodeState(history=deque(maxlen=self.window_size), strategy=self.strategy.build(self.chunk_size))
+        return EpisodeState(history=self.head.new_stream(), strategy=self.strategy.build(self.chunk_size))
 
     def reset(self, episode: EpisodeState | None = None) -> None:
         """Start a new episode (the built-in one when `episode` is None)."""
@@ -143,11 +143,7 @@ class MobileVLAPolicy:
 
     # ---- internals -----------------------------------------------------------------------
     def _check_instruction(self, instruction: str, allow_empty: bool = False) -> str:
-        if not isinstance(instruction, str) or not (allow_empty or instruction.strip()):
-            raise ValueError("instruction must be a non-empty string")
-        if len(instruction) > MAX_INSTRUCTION_CHARS:
-            raise ValueError(f"instruction is {len(instruction)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
-        return instruction.strip()
+        return check_instruction(instruction, allow_empty=allow_empty)
 
     def _query(self, episode: EpisodeState, frame_rgb: np.ndarray, instruction: str) -> tuple[np.ndarray, float]:
         """Run the model on one (checked) instruction and frame inside `episode`; returns ((n, 2) m/s, ms)."""
@@ -161,13 +157,9 @@ class MobileVLAPolicy:
         ids, mask = (t.to(self.device) for t in episode.text)
         pixels = preprocess_frames(frame[None], self.image_size).to(self.device)  # (1, 3, S, S)
         vision_x = rearrange(pixels, "(b t) c h w -> b t c h w", b=1)  # (1, 1, 3, S, S)
-        with self._lock, torch.inference_mode():
-            # streaming only for this call: the same module may also run whole windows (training, offline eval)
-            self.head.history, self.head.streaming = episode.history, True  # the head appends this frame's feature
-            try:
-                velocities, _ = self.model.forward_continuous(vision_x, ids, attention_mask=mask, mode="inference")
-            finally:
-                self.head.history, self.head.streaming = deque(maxlen=self.window_size), False
+        # streaming only for this call: the same module may also run whole windows (training, offline eval)
+        with self._lock, torch.inference_mode(), self.head.streaming(episode.history):  # the head appends this frame
+            velocities, _ = self.model.forward_continuous(vision_x, ids, attention_mask=mask, mode="inference")
         chunk = velocities[0, -1].float().cpu().numpy().astype(np.float64) * self.max_speed  # (n, 2) m/s
         episode.chunk = chunk
         episode.queries += 1
@@ -177,7 +169,8 @@ class MobileVLAPolicy:
         """What a client needs to know about this policy (JSON-friendly)."""
         return {"checkpoint": Path(self.source).name, "window_size": self.window_size, "chunk_size": self.chunk_size,
                 "image_size": self.image_size, "axes": self.axes, "max_speed": self.max_speed,
-                "prompt_template": self.prompt_template, "strategy": self.strategy.describe(), "device": str(self.device)}
+                "prompt_template": self.prompt_template, "strategy": self.strategy.describe(), "device": str(self.device),
+                "instructions": list(self.metadata.instructions) if self.metadata and self.metadata.instructions else None}
 
 
 def check_frame(frame_rgb: np.ndarray) -> np.ndarray:

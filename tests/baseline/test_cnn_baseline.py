@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import load_checkpoint, plugin_info
+from robovlms_mobile.checkpoint import PLUGIN_KEY, load_checkpoint
 from robovlms_mobile.config import ConfigError, validate_config
 from robovlms_mobile.eval.policy import InProcessPolicy
 from robovlms_mobile.launcher import train
@@ -45,7 +45,7 @@ def test_upstream_lookup_builds_it(cnn_config):
 
 def test_trains_through_launcher_and_loads_back(cnn_config, tmp_path):
     result = train(cnn_config, output_dir=tmp_path / "run", max_steps=3, progress=False)
-    info = plugin_info(load_checkpoint(result["last_checkpoint"]))
+    info = load_checkpoint(result["last_checkpoint"])[PLUGIN_KEY]
     assert info["config"]["robovlm_name"] == "RoboResNet"
     policy = InProcessPolicy.from_checkpoint(result["last_checkpoint"])
     trained = result["model"].eval()

@@ -78,9 +78,9 @@ def test_in_process_policy_matches_forward_on_its_window(sim_checkpoint):
     frames = [rng.integers(0, 255, (36, 64, 3), dtype=np.uint8) for _ in range(10)]
     text = "go around the box on the left and stop in front of the bottle"
     outs = [policy.act(f, text) for f in frames]
-    assert len(policy.episode.history) == policy.meta["window_size"] == 8
+    assert len(policy.episode.history) == policy.meta.window == 8
     rgb = preprocess_frames(np.stack(frames[-8:]), 224)[None]
-    ids, mask = encode_prompts(policy.module.model.tokenizer, [text], policy.meta["template"])
+    ids, mask = encode_prompts(policy.module.model.tokenizer, [text], policy.meta.prompt_template)
     with torch.no_grad():
         ref = policy.module.model.forward_continuous(rgb, ids, attention_mask=mask, mode="inference")[0][0, -1, 0]
     assert np.allclose(outs[-1], ref.numpy() * 1.15, atol=1e-5)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.eval.loading import load_trained, with_base_model_dir
 from robovlms_mobile.eval.offline import offline_report, swap_side
+from robovlms_mobile.runtime.loader import BaseModelError, load_for_inference
 
 from sim_fixtures import sim_checkpoint, sim_episodes  # noqa: F401  (fixtures)
 
@@ -26,7 +26,7 @@ def test_swap_side():
 
 
 def test_offline_report(sim_checkpoint, sim_episodes):
-    module, meta = load_trained(sim_checkpoint)
+    module, meta = load_for_inference(sim_checkpoint)
     ds = MobileVLAH5Dataset(str(sim_episodes), tokenizer=module.model.tokenizer, split="all")
     report = offline_report(module, ds, meta, batch_size=4)
     assert report["windows"] == len(ds) and report["chunk_predictions"] == len(ds) * 8
@@ -40,10 +40,12 @@ def test_offline_report(sim_checkpoint, sim_episodes):
 
 
 def test_base_model_dir_override(sim_checkpoint, tiny_model_dir, tmp_path):
-    cfg = with_base_model_dir({"vlm": {}, "tokenizer": {}}, tiny_model_dir)
-    assert cfg["vlm"]["pretrained_model_name_or_path"] == str(tiny_model_dir) == cfg["tokenizer"]["pretrained_model_name_or_path"]
-    with pytest.raises(FileNotFoundError, match="no config.json"):
-        with_base_model_dir({"vlm": {}, "tokenizer": {}}, tmp_path)
+    module, meta = load_for_inference(sim_checkpoint, tiny_model_dir)
+    path = str(tiny_model_dir.resolve())
+    assert meta.config["vlm"]["pretrained_model_name_or_path"] == path == meta.config["tokenizer"]["pretrained_model_name_or_path"]
+    assert meta.model_dir == tiny_model_dir and meta.window == 8 and meta.chunk == 10
+    with pytest.raises(BaseModelError, match="no config.json"):
+        load_for_inference(sim_checkpoint, tmp_path)
 
 
 def test_eval_commands(sim_checkpoint, sim_episodes, tiny_model_dir, tmp_path):

@@ -61,18 +61,30 @@ def test_streaming_matches_window_forward():
     """Step-by-step inference equals the last step of a full-window forward, also past the window."""
     head = make_head().eval()
     feats = torch.randn(1, 12, 1, 16)
-    head.streaming = True
-    streamed = [head(feats[:, t : t + 1])[0] for t in range(12)]
-    head.streaming = False
+    window = head.new_stream()
+    streamed = [head.step_stream(feats[:, t : t + 1], window) for t in range(12)]
+    assert len(window) == 8
     for t in range(12):
         lo = max(0, t - 7)
         full = head(feats[:, lo : t + 1])[0][:, -1:]
         assert torch.allclose(streamed[t], full, atol=1e-6), t
-    head.reset()
-    head.streaming = True
-    after_reset = head(feats[:, 5:6])[0]
-    head.streaming = False
-    assert torch.allclose(after_reset, head(feats[:, 5:6])[0], atol=1e-6)
+    fresh = head.new_stream()
+    assert torch.allclose(head.step_stream(feats[:, 5:6], fresh), head(feats[:, 5:6])[0], atol=1e-6)
+
+
+def test_streaming_block_routes_forward_and_ends():
+    """Inside `streaming(window)` upstream's forward call streams into that window; outside, whole windows."""
+    head = make_head().eval()
+    feats = torch.randn(1, 3, 1, 16)
+    window = head.new_stream()
+    with head.streaming(window):
+        steps = [head(feats[:, t : t + 1])[0] for t in range(3)]
+        with pytest.raises(RuntimeError, match="already streaming"):
+            with head.streaming(head.new_stream()):
+                pass
+    assert len(window) == 3
+    assert torch.allclose(steps[-1], head(feats)[0][:, -1:], atol=1e-6)
+    assert head(feats)[0].shape == (1, 3, 10, 2)  # no longer streaming
 
 
 def test_training_with_window_one_does_not_stream():
@@ -81,4 +93,4 @@ def test_training_with_window_one_does_not_stream():
     x = torch.randn(2, 1, 1, 16)
     a, _ = head(x)
     b, _ = head(x)
-    assert torch.equal(a, b) and len(head.history) == 0
+    assert torch.equal(a, b)
