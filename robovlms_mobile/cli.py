@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
     add_data_parser(sub)
+    importlib.import_module("robovlms_mobile.config.report").add_parser(sub)
     add_drive_parsers(sub)
     importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
     importlib.import_module("robovlms_mobile.eval.cli").add_parser(sub)

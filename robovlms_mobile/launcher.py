@@ -11,11 +11,12 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from robovlms_mobile.checkpoint import check_checkpoint_file
-from robovlms_mobile.config import load_config, validate_config
+from robovlms_mobile.config import ConfigError, prepare_config
 from robovlms_mobile.registry import register
 
 LIGHTNING_ONLY = ("logger",)  # config keys main.py converts itself before building the Trainer
@@ -68,6 +69,31 @@ def check_free_space(output_dir: Path, needed: int) -> None:
             f"output directory {output_dir} has {free / 2**20:.0f} MB free; checkpoints need about "
             f"{2 * needed / 2**20:.0f} MB (two of {needed / 2**20:.0f} MB while one is replaced)"
         )
+
+
+def check_hardware_and_model(configs: dict[str, Any], source: str) -> None:
+    """Before anything is built: a GPU accelerator needs a GPU, and the backbone folders load without custom code.
+
+    Upstream's tokenizer builder deletes its folder when the first load fails; checking the folder
+    here first means a config path never decides what is deleted.
+    """
+    import torch
+
+    from robovlms_mobile.runtime.loader import BaseModelError, check_base_model_dir
+
+    accelerator = configs["trainer"].get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"{source}: 'trainer.accelerator' = {accelerator!r}: no GPU is visible here; expected 'cpu' or 'auto'")
+    checked = set()
+    for key in ("vlm", "tokenizer"):
+        folder = configs[key].get("pretrained_model_name_or_path")
+        if configs.get("robovlm_name") == "RoboResNet" and key == "vlm" or folder in checked:
+            continue
+        try:
+            check_base_model_dir(folder)
+        except BaseModelError as exc:
+            raise ConfigError(f"{source}: '{key}.pretrained_model_name_or_path': {exc}") from None
+        checked.add(folder)
 
 
 def preflight_data(configs: dict[str, Any]) -> None:
@@ -164,8 +190,12 @@ def train(
     from lightning import seed_everything
     from robovlms.train.base_trainer import BaseTrainer
 
-    configs = copy.deepcopy(config) if isinstance(config, dict) else load_config(config)
-    validate_config(configs)
+    configs, notes = prepare_config(config)
+    source = "config" if isinstance(config, dict) else str(config)
+    check_hardware_and_model(configs, source)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for line in notes:
+            print(f"robovlms-mobile train: notice: {source}: {line}", file=sys.stderr)
     if max_steps is not None:
         configs["trainer"]["max_steps"] = max_steps
     if max_epochs is not None:

@@ -60,9 +60,9 @@ def cfg(monkeypatch):
     ("act_head", "hidden_sise", 64, r"unknown key 'act_head.hidden_sise'"),
     ("train_dataset", "max_sped", 1.0, r"unknown key 'train_dataset.max_sped'"),
     ("train_setup", "lora_rank", 8, r"unknown key 'train_setup.lora_rank'"),
-    ("train_dataset", "max_speed", "fast", r"'train_dataset.max_speed' = 'fast': expected int or float"),
+    ("train_dataset", "max_speed", "fast", r"'train_dataset.max_speed' = 'fast': expected a finite number > 0"),
     ("act_head", "action_dim", 7, r"'act_head.action_dim' = 7"),
-    ("train_setup", "lora_r", True, r"'train_setup.lora_r' = True: expected int"),
+    ("train_setup", "lora_r", True, r"'train_setup.lora_r' = True: expected a positive integer"),
     ("val_dataset", "prompt_template", "no field", r"'val_dataset.prompt_template'"),
 ])
 def test_bad_values_name_the_key(cfg, section, key, value, match):
@@ -103,3 +103,93 @@ def test_trainer_rejects_unknown_key_before_building(cfg):
     broken["act_head"]["nmu_layers"] = 2
     with pytest.raises(ConfigError, match="act_head.nmu_layers"):
         MobileVLATrainer(broken)
+
+
+# ---- the lab's original configs (issue 12 item 2), names and notices (issue 10 item 4) ------------------
+
+ORIGINALS = REPO / "tests" / "fixtures" / "original_configs"
+LEFTRIGHT = ORIGINALS / "mobile_vla_kosmos2_frozen_lora_leftright_20251204.json"
+LORA_1114 = ORIGINALS / "mobile_vla_20251114_lora.json"
+
+
+@pytest.mark.parametrize("path", [LEFTRIGHT, LORA_1114], ids=["leftright_20251204", "lora_20251114"])
+def test_original_configs_load_and_validate(path):
+    from robovlms_mobile.config import prepare_config
+
+    cfg, notes = prepare_config(path)
+    assert cfg["trainer_type"] == "MobileVLATrainer" and cfg["act_head"]["type"] == "MobileVLALSTMDecoder"
+    assert (cfg["act_head"]["window_size"], cfg["act_head"]["fwd_pred_next_n"]) == (cfg["window_size"], cfg["fwd_pred_next_n"]) == (8, 10)
+    for name, split in (("train_dataset", None), ("val_dataset", "val")):
+        section = cfg[name]
+        assert section["pattern"] == json.loads(path.read_text())[name]["episode_pattern"]
+        assert section["val_ratio"] == pytest.approx(0.2) and section.get("split") == split
+        assert not {"episode_pattern", "train_split", "is_validation"} & set(section)
+    assert cfg["train_dataset"]["rgb_pad"] == 10
+    assert not {"norm_action", "norm_min", "norm_max"} & set(cfg)
+    assert sum("no effect here:" in n for n in notes) == 1
+    head_notes = [n for n in notes if n.startswith("'act_head' window_size")]
+    if path == LORA_1114:  # act_head 1/1 under top-level 8/10: one line naming the values used
+        assert head_notes == ["'act_head' window_size = 1, fwd_pred_next_n = 1 differ from the top level; using "
+                              "window_size = 8, fwd_pred_next_n = 10 (upstream passes the top-level values to the head)"]
+    else:
+        assert head_notes == []
+
+
+def test_our_configs_print_no_notice(monkeypatch):
+    from robovlms_mobile.config import prepare_config
+
+    monkeypatch.chdir(REPO)
+    for name in ("configs/mobile_vla_lora.json", "configs/tiny_cpu.json", "configs/cnn_baseline.json", "configs/tiny_cpu_cnn.json"):
+        assert prepare_config(name)[1] == [], name
+
+
+def test_chunk_aliases_map_to_fwd_pred_next_n(cfg):
+    from robovlms_mobile.config import prepare_config
+
+    del cfg["fwd_pred_next_n"]
+    cfg["action_chunk_size"] = 6
+    with pytest.raises(ConfigError, match="missing required key 'fwd_pred_next_n'"):
+        validate_config(copy.deepcopy(cfg))  # validate alone needs the canonical name
+    cfg["fwd_pred_next_n"] = 6
+    out, notes = prepare_config(cfg)
+    assert out["fwd_pred_next_n"] == 6 and "action_chunk_size" not in out
+    assert any("'action_chunk_size' -> 'fwd_pred_next_n' = 6" in n for n in notes)
+    cfg["chunk_size"] = 4
+    with pytest.raises(ConfigError, match="'chunk_size' = 4 disagrees with 'fwd_pred_next_n' = 6"):
+        prepare_config(cfg)
+
+
+def test_is_validation_on_the_training_section_is_refused(cfg):
+    cfg["train_dataset"]["is_validation"] = True
+    with pytest.raises(ConfigError, match="'train_dataset.is_validation' = true: would use the val split"):
+        validate_config(cfg)
+
+
+def test_unknown_top_level_key_in_a_mobile_config(cfg):
+    cfg["learning_rte"] = 1e-4
+    with pytest.raises(ConfigError, match="unknown key 'learning_rte' \\(did you mean 'learning_rate'\\?\\)"):
+        validate_config(cfg)
+
+
+def test_num_workers_zero_is_raised_to_one_with_a_notice(cfg):
+    from robovlms_mobile.config import prepare_config
+
+    cfg["num_workers"] = 0
+    out, notes = prepare_config(cfg)
+    assert out["num_workers"] == 1 and any("'num_workers' = 0 -> 1" in n for n in notes)
+
+
+def test_config_check_prints_every_key(tmp_path):
+    from robovlms_mobile.config.report import check_file
+
+    import io
+
+    buf = io.StringIO()
+    assert check_file(str(LEFTRIGHT), out=buf) == 0
+    text = buf.getvalue()
+    raw = json.loads(LEFTRIGHT.read_text())
+    for key in raw:
+        assert any(line.startswith(key + " ") or line.startswith(key + ".") for line in text.splitlines()), key
+    assert "train_dataset.episode_pattern" in text and "mapped: the original's name of pattern" in text
+    assert "use_obs_queries" in text and "no effect here: not read by upstream" in text
+    assert "0 unknown -> error" in text and text.rstrip().endswith("prints the same notices)")

@@ -31,6 +31,7 @@ from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.episode import ACTION_AXES, Episode, EpisodeError, read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
 from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.data.shift import random_shift
 from robovlms_mobile.data.split import SPLITS, split_episodes
 from robovlms_mobile.data.split_file import read_split_file, relative_names, select_split
 from robovlms_mobile.data.transforms import normalise_frames, resize_frames
@@ -148,6 +149,7 @@ class MobileVLAH5Dataset(Dataset):
         split_file: str | None = None,
         cache_dir: str | None = None,
         is_training: bool = True,
+        rgb_pad: int = -1,
         **kwargs: Any,  # the rest of upstream GRDataModule's kwargs (image_fn, discrete, ...)
     ):
         if split is None:
@@ -165,6 +167,7 @@ class MobileVLAH5Dataset(Dataset):
         self.prompt_template = validate_template(prompt_template)
         self.split = split
         self.skip_invalid = bool(skip_invalid)
+        self.rgb_pad = int(rgb_pad) if is_training and split == "train" else -1  # random shift: training only
 
         self.episodes, self.invalid_files = select_episodes(
             data_dir, split=split, min_length=self.window_size + self.chunk, max_speed=self.max_speed, pattern=pattern,
@@ -224,6 +227,9 @@ class MobileVLAH5Dataset(Dataset):
             problem = f"failed to read frames {start}:{start + self.window_size} after the dataset was built ({type(exc).__name__}: {exc})"
             self._bad[episode.path] = problem
             raise EpisodeError(episode.path, problem) from None
+        if self.rgb_pad > 0:  # (W, S, S, 3) uint8 -> shifted, same shape
+            frames = rearrange(random_shift(rearrange(torch.as_tensor(np.array(frames)), "t h w c -> t c h w"), self.rgb_pad),
+                               "t c h w -> t h w c").numpy()
         actions = episode.actions[start : start + self.window_size + self.chunk - 1] / self.max_speed
         return {
             "frames": frames,  # (W, S, S, 3) uint8 RGB, resized

@@ -1,0 +1,119 @@
+"""`validate_config`: every key of a Mobile VLA config checked; each error is one line naming the key."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from robovlms_mobile.config.compat import DATASET_SECTIONS, checked, is_mobile, resolve
+from robovlms_mobile.config.keys import (ACT_HEAD, CNN, CNN_TYPE, DATASET, DATASET_TYPE, HEAD_TYPE, LAUNCHER_SET, SECTIONS,
+                                         TOP, TRAIN_SETUP, Key)
+from robovlms_mobile.config.load import ConfigError, check_finite
+
+REQUIRED_TOP = ("robovlm_name", "model", "window_size", "fwd_pred_next_n", "train_setup", "act_head", "vlm", "tokenizer", "trainer")
+
+
+def unknown(key: str, table: dict[str, Key], source: str) -> ConfigError:
+    """The error for a key no table knows, with the closest known names."""
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, list(table), n=3, cutoff=0.75)
+    hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    return ConfigError(f"{source}: unknown key '{key}'{hint}; expected a key listed by `robovlms-mobile config check` "
+                       "(docs/configs.md)")
+
+
+def check_section(section: Any, table: dict[str, Key], where: str, source: str) -> None:
+    """Every key known to `table` and accepted by its check."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: '{where}' = {section!r}: expected an object")
+    for key, value in section.items():
+        if key not in table:
+            if where == "trainer" and key in LAUNCHER_SET:
+                if key == "logger":
+                    continue
+                raise ConfigError(f"{source}: 'trainer.{key}' is set by the launcher; expected it left out")
+            raise unknown(f"{where}.{key}", table, source)
+        checked(value, f"{where}.{key}", table[key], source)
+
+
+def _check_cnn(configs: dict[str, Any], source: str) -> None:
+    from robovlms_mobile.baseline.model import ARCHS
+
+    cnn = configs.get("cnn_backbone", {})
+    check_section(cnn, CNN, "cnn_backbone", source)
+    if cnn.get("arch", "resnet18") not in ARCHS:
+        raise ConfigError(f"{source}: 'cnn_backbone.arch' = {cnn['arch']!r}: expected one of {list(ARCHS)}")
+    if cnn.get("hidden_size", 256) % cnn.get("heads", 4):
+        raise ConfigError(f"{source}: 'cnn_backbone.hidden_size' must be divisible by 'cnn_backbone.heads'")
+    if configs["train_setup"].get("lora_enable", False):
+        raise ConfigError(f"{source}: 'train_setup.lora_enable' must be false for {CNN_TYPE}: LoRA adapts Kosmos-2 only")
+
+
+def _check_dataset(section: dict[str, Any], name: str, configs: dict[str, Any], source: str) -> None:
+    from robovlms_mobile.data.prompt import validate_template
+
+    check_section(section, DATASET, name, source)
+    if "data_dir" not in section:
+        raise ConfigError(f"{source}: missing required key '{name}.data_dir'")
+    if "prompt_template" in section:
+        try:
+            validate_template(section["prompt_template"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: '{name}.prompt_template': {exc}") from None
+    pad = section.get("rgb_pad", -1)
+    size = configs.get("image_size", 224)
+    if isinstance(size, int) and pad * 2 >= size:
+        raise ConfigError(f"{source}: '{name}.rgb_pad' = {pad}: expected less than half of image_size ({size})")
+
+
+def _check_top(configs: dict[str, Any], source: str) -> None:
+    for key, value in configs.items():
+        if key not in TOP:
+            raise unknown(key, TOP, source)
+        checked(value, key, TOP[key], source)
+    for name, table in SECTIONS.items():
+        if name in configs and name not in ("train_dataset", "val_dataset", "cnn_backbone", "act_head"):
+            check_section(configs[name], table, name, source)
+
+
+def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Check a full experiment config (original keys are first rewritten in place, see compat.resolve); returns it."""
+    if not isinstance(configs, dict):
+        raise ConfigError(f"{source}: top level is a {type(configs).__name__}; expected an object")
+    check_finite(configs, source)
+    for key in REQUIRED_TOP:
+        if key not in configs:
+            raise ConfigError(f"{source}: missing required key '{key}'")
+    for key in ("window_size", "fwd_pred_next_n"):
+        checked(configs[key], key, TOP[key], source)
+    resolve(configs, source)
+    mobile = is_mobile(configs)
+    if mobile:
+        _check_top(configs, source)
+    head = configs["act_head"]
+    if not isinstance(head, dict):
+        raise ConfigError(f"{source}: 'act_head' must be an object")
+    if mobile or head.get("type") == HEAD_TYPE:
+        check_section(head, ACT_HEAD, "act_head", source)
+    if configs["robovlm_name"] == CNN_TYPE:
+        _check_cnn(configs, source)
+    elif "cnn_backbone" in configs:
+        raise ConfigError(f"{source}: 'cnn_backbone' is only read when 'robovlm_name' is {CNN_TYPE!r} (got {configs['robovlm_name']!r})")
+    if not mobile:  # an upstream config: only the plugin's LoRA keys are ours to check
+        lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
+        check_section(lora, {k: v for k, v in TRAIN_SETUP.items() if k.startswith("lora_")}, "train_setup", source)
+    datasets = []
+    for name in DATASET_SECTIONS:
+        section = configs.get(name)
+        if isinstance(section, dict) and section.get("type") == DATASET_TYPE:
+            _check_dataset(section, name, configs, source)
+            datasets.append((name, section))
+        elif mobile and name in configs:
+            raise ConfigError(f"{source}: '{name}.type' = {section.get('type') if isinstance(section, dict) else section!r}: "
+                              f"expected {DATASET_TYPE!r}")
+    if len(datasets) == 2:
+        (a, sa), (b, sb) = datasets
+        for key in ("max_speed", "prompt_template", "split_file"):  # one split file for both, or val could leak
+            if sa.get(key) != sb.get(key):
+                raise ConfigError(f"{source}: '{a}.{key}' ({sa.get(key)!r}) and '{b}.{key}' ({sb.get(key)!r}) must match")
+    return configs
