@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from robovlms_mobile.sim.cli import parse_size, scenario_arg
+
+API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 
 
 def _out_dir(args: argparse.Namespace, kind: str) -> Path:
@@ -38,7 +41,8 @@ def _cmd_offline(args: argparse.Namespace) -> int:
 def _cmd_closed_loop(args: argparse.Namespace) -> int:
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.plots import plot_closed_loop
-    from robovlms_mobile.eval.policy import BlankInstruction, HttpPolicy, InProcessPolicy
+    from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
+    from robovlms_mobile.runtime.client import RemotePolicy
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
 
     if (args.checkpoint is None) == (args.server is None):
@@ -46,8 +50,10 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if args.server and args.blank_instruction:
         raise SystemExit("robovlms-mobile eval closed-loop: error: --blank-instruction needs an in-process checkpoint "
                          "(the server refuses an empty instruction)")
+    if args.server and not 0 < args.timeout < float("inf"):
+        raise SystemExit(f"robovlms-mobile eval closed-loop: error: --timeout must be a positive number of seconds, got {args.timeout}")
     if args.server:
-        policy = HttpPolicy(args.server)
+        policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
     else:
         policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps)
     if args.blank_instruction:
@@ -61,7 +67,8 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         if not args.server:
             raise
         raise SystemExit(f"robovlms-mobile eval closed-loop: error: {exc}") from None
-    report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "blank_instruction": args.blank_instruction,
+    report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
+                        "blank_instruction": args.blank_instruction,
                         "chunk_steps": args.chunk_steps}
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
@@ -96,7 +103,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    "collision and wrong-side rates, final error, path length vs the scripted expert; "
                                    "writes report.json, a plot and a few GIFs.")
     c.add_argument("checkpoint", nargs="?", help="plugin checkpoint (omit with --server)")
-    c.add_argument("--server", metavar="URL", help="policy server base URL: POST URL/reset and URL/act")
+    c.add_argument("--server", metavar="URL", help="policy server base URL: POST URL/reset and URL/act (URL/predict "
+                                                   "with --api original)")
+    c.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"),
+                   help=f"with --server: sent as 'X-API-Key' (default: ${API_KEY_ENV}, else $VLA_API_KEY; prefer the variable: arguments "
+                        f"are visible to other users in the process list)")
+    c.add_argument("--api", choices=("native", "original"), default="native",
+                   help="with --server: native = robovlms-mobile serve's /reset + /act episodes; original = the lab's "
+                        "earlier inference server (POST /predict, one global history) (default: %(default)s)")
+    c.add_argument("--timeout", type=float, default=30.0, help="with --server: seconds per request (default: %(default)s)")
     c.add_argument("--episodes", type=int, default=4, help="seeded worlds per scenario (default: %(default)s)")
     c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far")
     c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")

@@ -1,39 +1,22 @@
-"""The `Policy` protocol the evaluators drive, and its implementations.
+"""The evaluators' policies; the protocol itself is `robovlms_mobile.runtime.protocol.Policy`.
 
 - `InProcessPolicy`: a MobileVLATrainer module in this process (trained checkpoint or untrained)
   through the runtime's streaming policy, with the checkpoint's prompt template and action scale.
-- `HttpPolicy`: a policy server (`robovlms-mobile serve`) over HTTP.
+- a policy server over HTTP: `robovlms_mobile.runtime.client.RemotePolicy` (native or original API).
 - `BlankInstruction`: any policy with the instruction replaced by "" (ablation).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.runtime.chunking import StrategySpec
 from robovlms_mobile.runtime.policy import MobileVLAPolicy
-
-
-@runtime_checkable
-class Policy(Protocol):
-    """A driving policy: one camera frame and the instruction in, one velocity command out."""
-
-    def reset(self) -> None:
-        """Start a new episode (forget frame history)."""
-
-    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        """(H, W, 3) uint8 RGB frame + instruction -> (2,) [linear_x, linear_y] in m/s."""
+from robovlms_mobile.runtime.protocol import Policy
 
 
 class InProcessPolicy:
@@ -92,46 +75,3 @@ class BlankInstruction:
 
     def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
         return self.policy.act(frame_rgb, "")
-
-
-def encode_png_b64(frame_rgb: np.ndarray) -> str:
-    """RGB uint8 frame -> base64 PNG text."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(frame_rgb, np.uint8)).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-class HttpPolicy:
-    """Client of the policy server (`robovlms-mobile serve`): POST {url}/reset, then {url}/act per frame.
-
-    /reset {"episode_id"} starts the episode; /act {"image": base64 PNG (RGB), "instruction",
-    "episode_id"} runs one control tick in that episode's window and replies {"velocity": [vx, vy], ...}.
-    """
-
-    def __init__(self, url: str, timeout: float = 30.0):
-        self.url, self.timeout = url.rstrip("/"), timeout
-        self.episode_id = uuid.uuid4().hex
-
-    def _post(self, route: str, payload: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(f"{self.url}{route}", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"policy server {self.url}{route}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
-        except urllib.error.URLError as exc:
-            raise ConnectionError(f"policy server {self.url}{route} unreachable: {exc.reason}") from None
-        return json.loads(body) if body else {}
-
-    def reset(self) -> None:
-        self.episode_id = uuid.uuid4().hex
-        self._post("/reset", {"episode_id": self.episode_id})
-
-    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        reply = self._post("/act", {"image": encode_png_b64(frame_rgb), "instruction": instruction,
-                                    "episode_id": self.episode_id})
-        v = np.asarray(reply.get("velocity", ()), np.float64)
-        if v.shape != (2,):
-            raise RuntimeError(f"policy server {self.url}/act: expected 'velocity' [vx, vy] in the reply, got {sorted(reply)}")
-        return v

@@ -21,7 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--server", help="policy server URL, e.g. http://127.0.0.1:8000")
     src.add_argument("--checkpoint", help="plugin checkpoint to run in this process")
     p.add_argument("--base-model-dir", help="with --checkpoint: the Kosmos-2 folder it was trained on")
-    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), help=f"with --server (default: ${API_KEY_ENV})")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"), help=f"with --server (default: ${API_KEY_ENV}, else $VLA_API_KEY)")
+    p.add_argument("--api", choices=("native", "original"), default="native",
+                   help="with --server: native = robovlms-mobile serve (/reset + /act episodes); original = the lab's "
+                        "earlier inference server (POST /predict, one global history) (default: %(default)s)")
     p.add_argument("--instruction", required=True, help="the navigation command; /instruction (std_msgs/String) changes it")
     p.add_argument("--strategy", choices=("receding", "reuse", "ensemble"), default="receding",
                    help="with --checkpoint: chunk strategy (the server has its own) (default: %(default)s)")
@@ -72,15 +75,17 @@ def _source(args: argparse.Namespace):
     from robovlms_mobile.ros.sources import HttpSource, InProcessSource
 
     if args.server:
-        from robovlms_mobile.serve.client import PolicyClient
+        from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError
 
-        import httpx
-
-        client = PolicyClient(args.server, api_key=args.api_key)
+        client = PolicyClient(args.server, api_key=args.api_key, api=args.api)
         try:  # fail now, not at the first frame, if the server is not there or refuses the key
             health = client.health()
-        except httpx.HTTPError as exc:
-            raise RuntimeError(f"policy server {args.server} is not reachable ({exc})") from None
+        except (ConnectionError, PolicyServerError) as exc:
+            raise RuntimeError(f"policy server {args.server} is not usable ({exc})") from None
+        if args.api == "original":
+            if health.get("model_loaded") is False:
+                raise RuntimeError(f"policy server {args.server} says its model is not loaded (/health model_loaded false)")
+            return HttpSource(client, vlm_model="kosmos")
         if "policy" not in health:
             raise RuntimeError(f"policy server {args.server} refused the API key (set ${API_KEY_ENV} or --api-key)")
         return HttpSource(client)

@@ -1,44 +1,58 @@
-"""The policy server: `create_app(policy, settings)` -> FastAPI app with POST /act, POST /reset, GET /health.
+"""The policy server: `create_app(policy, settings)` -> FastAPI app with /act, /predict, /reset and /health.
 
-Episodes: `POST /reset` starts (or restarts) an episode and returns its id (a new one when none
-is given). `POST /act` with that `episode_id` runs one control tick in the episode's own window
-and chunk schedule; an id that is not active (never started, or evicted: at most
-`max_episodes` are kept, least recently used first) gets 404 `unknown_episode`, unless the
-request says `start: true`, so a client never silently drives on a history it did not build.
-`/act` without `episode_id` is a one-off query with a window of one frame.
+Native API, episodes: `POST /reset {"episode_id"}` starts (or restarts) an episode and returns
+its id (a new one when the JSON body gives none). `POST /act` with that `episode_id` runs one
+control tick in the episode's own window and chunk schedule; an id that is not active (never
+started, or evicted: at most `max_episodes` are kept, least recently used first) gets 404
+`unknown_episode`, unless the request says `start: true`, so a client never silently drives on
+a history it did not build. `/act` without `episode_id` is a one-off query with a window of one
+frame. A wrong or missing key: 401.
 
-The model runs on one worker thread (calls are serialised; the event loop keeps answering),
-image decoding in the thread pool. Errors: `{"error": code, "detail": reason}`, 4xx for any
-malformed request (see errors.py, images.py, body_limit.py).
+The original robot client's API (minuum/vla `inference_server.py`, see docs/serving.md):
+`POST /predict {"image": base64 JPEG, "instruction", "vlm_model"?, "strategy"?}` -> `{"action":
+[linear_x, linear_y], "latency_ms", "model_name", "strategy", "source", "buffer_status", ...}` on
+one global history, cleared by `POST /reset` with no body. A wrong or missing key: 403, as there.
+
+Every reply with an action says `instruction_seen` (true / false / null when the checkpoint does
+not record its training instructions). The model runs on one worker thread (calls are
+serialised; the event loop keeps answering), image decoding in the thread pool. Errors:
+`{"error": code, "detail": reason}`, 4xx for any malformed request, 500 `non_finite_action`
+when the model's output is not finite (never a 200 with it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hmac
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from robovlms_mobile.runtime.policy import MAX_INSTRUCTION_CHARS, EpisodeState, MobileVLAPolicy
+from robovlms_mobile.runtime.policy import EpisodeState, MobileVLAPolicy, TickResult
 from robovlms_mobile.serve.body_limit import BodySizeLimit, BodyTooLarge
-from robovlms_mobile.serve.episodes import EPISODE_ID, EpisodeStore
+from robovlms_mobile.serve.episodes import EpisodeStore
 from robovlms_mobile.serve.errors import ApiError, install_error_handlers
 from robovlms_mobile.serve.images import ImageLimits, decode_image
+from robovlms_mobile.serve.instructions import InstructionBook
+from robovlms_mobile.serve.requests import (check_bool, check_choice, check_episode_id, check_fields, check_instruction,
+                                            decode_base64, read_json)
+from robovlms_mobile.task import MAX_INSTRUCTION_CHARS
 
 ACT_FIELDS = {"image", "instruction", "episode_id", "start"}
+PREDICT_FIELDS = {"image", "instruction", "vlm_model", "strategy"}
 RESET_FIELDS = {"episode_id"}
-TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+# the original schema's strategy names for ours; a request's `strategy` is reported back, the server's own applies
+ORIGINAL_STRATEGY = {"receding": "receding_horizon", "reuse": "chunk_reuse", "ensemble": "ensemble"}
+VLM_MODELS = {"kosmos", "kosmos2", "kosmos-2"}  # the only backbone this package trains
 
 
 @dataclass(frozen=True)
@@ -66,11 +80,24 @@ class ActRequest:
     start: bool
 
 
-def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) -> Any:
+def finite_or_500(result: TickResult) -> None:
+    """ApiError 500 when the tick's velocity or chunk is not finite (NaN weights, an infinite max_speed)."""
+    chunk = result.chunk if result.chunk is not None else np.zeros((0, 2))
+    if not (np.isfinite(result.velocity).all() and np.isfinite(chunk).all()):
+        raise ApiError(500, "non_finite_action", f"model produced non-finite action {np.asarray(result.velocity).tolist()}: "
+                                                 f"the checkpoint's weights or max_speed are not finite; the episode was reset")
+
+
+def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None,
+               instructions: InstructionBook | None = None) -> Any:
     """The ASGI app (FastAPI wrapped in the body-size limit) serving `policy`."""
     settings = settings or ServerSettings()
+    book = instructions or InstructionBook()
     episodes: EpisodeStore[EpisodeState] = EpisodeStore(policy.new_episode, settings.max_episodes)
+    history = policy.new_episode()  # /predict's one global history, as the original server kept
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy")
+    model_name = Path(policy.source).stem
+    strategy_name = ORIGINAL_STRATEGY[policy.strategy.name]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -102,6 +129,10 @@ def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) 
             "missing_api_key", "this server needs an API key: send it as 'X-API-Key' or 'Authorization: Bearer'")
         raise ApiError(401, code, detail, headers={"WWW-Authenticate": "Bearer"})
 
+    def require_key_original(request: Request) -> None:
+        if not authorised(request):  # the original server's answer to a wrong or missing key
+            raise ApiError(403, "invalid_api_key", "Invalid API Key")
+
     async def run_model(fn: Any, *args: Any) -> tuple[Any, float, float]:
         """Run on the model thread; returns (result, ms queued for the thread, ms running)."""
         submitted = time.perf_counter()
@@ -113,24 +144,67 @@ def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) 
 
         return await asyncio.get_running_loop().run_in_executor(executor, timed)
 
+    async def tick(image: bytes, instruction: str, state: EpisodeState) -> tuple[TickResult, float, float]:
+        """Decode, run one policy tick in `state`, refuse a non-finite result (resetting the episode)."""
+        frame = await run_in_threadpool(decode_image, image, settings.image)
+        try:
+            result, queue_ms, run_ms = await run_model(policy.step, frame, instruction, state)
+        except ValueError as exc:  # the policy's own input checks (all covered above; kept as a 4xx backstop)
+            raise ApiError(422, "invalid_input", str(exc)) from None
+        try:
+            finite_or_500(result)
+        except ApiError:
+            await run_model(policy.reset, state)
+            raise
+        return result, queue_ms, run_ms
+
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:
-        """Liveness for anyone; policy and limits only for authorised clients."""
+        """Liveness and the original fields for anyone; policy and limits only for authorised clients."""
+        public = {"status": "ok", "model_loaded": True, "model_name": model_name, "device": str(policy.device)}
         if not authorised(request):
-            return {"status": "ok"}
-        return {"status": "ok", "policy": policy.describe(), "limits": settings.public(),
+            return public
+        return {**public, "policy": policy.describe(), "limits": settings.public(), "instructions": book.describe(),
                 "episodes": {"active": len(episodes), "evicted": episodes.evicted}}
 
     @app.post("/reset")
     async def reset(request: Request) -> dict[str, Any]:
-        """Start (or restart) an episode; a new id when none is given."""
+        """No body: clear /predict's global history (original API). JSON body: start (or restart) an episode."""
+        raw = await request.body()
+        if not raw.strip():
+            require_key_original(request)
+            await run_model(policy.reset, history)
+            return {"status": "success", "message": "History and buffer cleared"}
         require_key(request)
-        body = await read_json(request, optional=True)
-        unknown = sorted(set(body) - RESET_FIELDS)
-        if unknown:
-            raise ApiError(422, "unknown_field", f"unknown field(s) {unknown}; /reset takes {sorted(RESET_FIELDS)}")
+        body = await read_json(request, raw=raw)
+        check_fields(body, RESET_FIELDS, "/reset")
         episode_id, _, restarted = episodes.start(check_episode_id(body.get("episode_id")))
         return {"episode_id": episode_id, "restarted": restarted, "strategy": policy.strategy.describe()}
+
+    @app.post("/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        """The original robot client's call: base64 JPEG + instruction -> action on the global history."""
+        require_key_original(request)
+        body = await read_json(request)
+        check_fields(body, PREDICT_FIELDS, "/predict")
+        image = decode_base64(body.get("image"))
+        instruction = check_instruction(body.get("instruction"))
+        check_choice(body.get("vlm_model"), "vlm_model", VLM_MODELS)
+        requested = check_choice(body.get("strategy"), "strategy", {"chunk_reuse", "receding_horizon", *ORIGINAL_STRATEGY.values()})
+        resolved = book.resolve(instruction)
+        result, _, run_ms = await tick(image, resolved.used, history)
+        velocity = [float(v) for v in result.velocity]
+        return {
+            "action": velocity,
+            "latency_ms": round(run_ms, 3),  # the tick on the model thread, preprocessing included
+            "model_name": model_name,
+            "strategy": strategy_name,
+            "strategy_requested": requested,  # the server's own strategy (serve --strategy) applies
+            "source": "inferred" if result.queried else "reused",
+            "buffer_status": {"tick": result.tick, "window": result.window, "chunk_size": policy.chunk_size,
+                              "queries": history.queries},
+            **resolved.fields(),
+        }
 
     @app.post("/act")
     async def act(request: Request) -> dict[str, Any]:
@@ -147,11 +221,8 @@ def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) 
                     raise ApiError(404, "unknown_episode", f"episode {req.episode_id!r} is not active (never started, or "
                                                           f"evicted): POST /reset with it first, or send start=true")
                 _, state, _ = episodes.start(req.episode_id)
-        frame = await run_in_threadpool(decode_image, req.image, settings.image)
-        try:
-            result, queue_ms, run_ms = await run_model(policy.step, frame, req.instruction, state)
-        except ValueError as exc:  # the policy's own input checks (all covered above; kept as a 4xx backstop)
-            raise ApiError(422, "invalid_input", str(exc)) from None
+        resolved = book.resolve(req.instruction)
+        result, queue_ms, run_ms = await tick(req.image, resolved.used, state)
         return {
             "episode_id": req.episode_id,
             "velocity": [float(v) for v in result.velocity],
@@ -160,6 +231,7 @@ def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) 
             "queried": result.queried,
             "tick": result.tick,
             "window": result.window,
+            **resolved.fields(),
             # policy: the whole tick on the model thread (preprocessing included); model: the VLM + head query
             # alone (0 on a reused tick); queue: waiting for the model thread; server: arrival to reply
             "latency_ms": {"policy": round(run_ms, 3), "model": round(result.model_ms, 3), "queue": round(queue_ms, 3),
@@ -169,86 +241,25 @@ def create_app(policy: MobileVLAPolicy, settings: ServerSettings | None = None) 
     async def parse_act(request: Request) -> ActRequest:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
-            body = await read_json(request)
-            fields, image = body, body.get("image")
-            if image is not None:
-                image = decode_base64(image)
+            fields = await read_json(request)
+            check_fields(fields, ACT_FIELDS, "/act")
+            image = decode_base64(fields.get("image"))
         elif ctype == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=len(ACT_FIELDS), max_part_size=64 * 1024)
             fields = {k: v for k, v in form.multi_items()}
             upload = fields.get("image")
             if upload is not None and not isinstance(upload, UploadFile):
                 raise ApiError(422, "invalid_field", "'image' must be a file part (multipart upload)")
-            image = await upload.read() if upload is not None else None
             if isinstance(fields.get("instruction"), UploadFile) or isinstance(fields.get("episode_id"), UploadFile):
                 raise ApiError(422, "invalid_field", "'instruction' and 'episode_id' must be text fields")
+            check_fields(fields, ACT_FIELDS, "/act")
+            if upload is None:
+                raise ApiError(422, "missing_field", "'image' is required (JPEG or PNG)")
+            image = await upload.read()
         else:
             raise ApiError(415, "unsupported_media_type", f"content type {ctype or '(none)'!r}: send multipart/form-data "
                                                           f"(image file) or application/json (base64 image)")
-        unknown = sorted(set(fields) - ACT_FIELDS)
-        if unknown:
-            raise ApiError(422, "unknown_field", f"unknown field(s) {unknown}; /act takes {sorted(ACT_FIELDS)}")
-        if image is None:
-            raise ApiError(422, "missing_field", "'image' is required (JPEG or PNG)")
         return ActRequest(image=image, instruction=check_instruction(fields.get("instruction")),
                           episode_id=check_episode_id(fields.get("episode_id")), start=check_bool(fields.get("start"), "start"))
 
     return BodySizeLimit(app, settings.max_body_bytes)
-
-
-async def read_json(request: Request, optional: bool = False) -> dict[str, Any]:
-    """The body as a JSON object ({} when `optional` and empty)."""
-    raw = await request.body()
-    if not raw.strip() and optional:
-        return {}
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"content type {ctype or '(none)'!r}: send application/json")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_body", f"the body is not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_field", f"the JSON body must be an object, got {type(body).__name__}")
-    return body
-
-
-def decode_base64(value: Any) -> bytes:
-    """Base64 (optionally a `data:image/...;base64,` URL) -> bytes."""
-    if not isinstance(value, str):
-        raise ApiError(422, "invalid_field", "'image' must be a base64 string in a JSON body")
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(422, "invalid_field", f"'image' is not valid base64 ({exc})") from None
-
-
-def check_instruction(value: Any) -> str:
-    """A non-empty instruction within the length limit."""
-    if value is None:
-        raise ApiError(422, "missing_field", "'instruction' is required (the navigation command, e.g. 'go around the box on the left')")
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(422, "invalid_field", "'instruction' must be a non-empty string")
-    if len(value) > MAX_INSTRUCTION_CHARS:
-        raise ApiError(422, "invalid_field", f"'instruction' is {len(value)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
-    return value
-
-
-def check_episode_id(value: Any) -> str | None:
-    """None, or an id of 1-64 characters from [A-Za-z0-9._:-]."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not EPISODE_ID.match(value):
-        raise ApiError(422, "invalid_field", "'episode_id' must be 1-64 characters from A-Z a-z 0-9 . _ : -")
-    return value
-
-
-def check_bool(value: Any, name: str) -> bool:
-    """A JSON boolean, or a form value true/false/1/0/yes/no."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
-        return value.strip().lower() in TRUE
-    raise ApiError(422, "invalid_field", f"'{name}' must be true or false")

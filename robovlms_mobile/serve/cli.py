@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 
+from robovlms_mobile.task import CHUNK
+
 API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
+ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot client read this one
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MAX_BODY_MB = 1024.0
 # runtime.chunking's STRATEGIES / DEFAULT_ENSEMBLE_DECAY, repeated so `--help` imports no numpy (a test keeps them equal)
 STRATEGIES = ("receding", "reuse", "ensemble")
 DEFAULT_ENSEMBLE_DECAY = 0.01
@@ -18,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from robovlms_mobile.ros.cli import add_parser as add_ros_parser
 
     p = subparsers.add_parser(
-        "serve", help="HTTP policy server for a checkpoint (POST /act, POST /reset, GET /health)",
+        "serve", help="HTTP policy server for a checkpoint (POST /act, POST /predict, POST /reset, GET /health)",
         description="Serve a plugin checkpoint over HTTP (FastAPI on uvicorn). The checkpoint is loaded with "
                     "weights_only=True; one with a pickled payload is refused.")
     p.add_argument("checkpoint", help="plugin checkpoint (e.g. runs/demo/last.ckpt)")
@@ -27,9 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                                                         "0.0.0.0 exposes the server on every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
-    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
-                   help=f"require this key in 'X-API-Key' or 'Authorization: Bearer' (default: ${API_KEY_ENV}; "
-                        f"prefer the variable: arguments are visible to other users in the process list)")
+    p.add_argument("--api-key", default=None,
+                   help=f"require this key in 'X-API-Key' or 'Authorization: Bearer' (default: ${API_KEY_ENV}, else "
+                        f"${ORIGINAL_API_KEY_ENV}; prefer a variable: arguments are visible to other users in the process "
+                        f"list). A key that is set but empty is an error, never 'no key'")
+    p.add_argument("--instruction-map", metavar="JSON",
+                   help="JSON file {robot instruction: trained instruction} (or a config file with an "
+                        "'instruction_map' object): translates what the robot sends, e.g. 'center_straight'")
     p.add_argument("--strategy", choices=STRATEGIES, default="receding",
                    help="how each chunk is used: receding = query every tick, execute step 0; reuse = query every "
                         "--reuse-steps ticks; ensemble = query every tick, exponentially weighted average of the "
@@ -54,15 +62,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.loader import BaseModelError
 
+    from robovlms_mobile.serve.instructions import InstructionBook, load_instruction_map
+
     try:
+        api_key = resolve_api_key(args.api_key, os.environ)
+        check_flags(args)
         strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
-        strategy.build(10 if args.strategy != "reuse" else max(args.reuse_steps, 1))  # parameter checks only
-        for name in ("max_episodes", "max_image_side", "max_image_pixels"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        if args.max_body_mb <= 0:
-            raise ValueError("--max-body-mb must be > 0")
-        policy = _load_policy(args, strategy)
+        strategy.build(max(args.reuse_steps, CHUNK))  # parameter checks only; the checkpoint's chunk is checked on load
+        mapping = load_instruction_map(args.instruction_map) if args.instruction_map else {}
+        policy, trained = _load_policy(args, strategy)
     except (UnsafeCheckpointError, BaseModelError, FileNotFoundError, ValueError) as exc:
         print(f"robovlms-mobile serve: error: {exc}", file=sys.stderr)
         return 2
@@ -71,21 +79,61 @@ def run_serve(args: argparse.Namespace) -> int:
     from robovlms_mobile.serve.app import ServerSettings, create_app
     from robovlms_mobile.serve.images import ImageLimits
 
-    settings = ServerSettings(api_key=args.api_key or None, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+    settings = ServerSettings(api_key=api_key, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                               image=ImageLimits(args.max_image_side, args.max_image_pixels), max_episodes=args.max_episodes)
+    book = InstructionBook(trained, mapping)
     if args.host not in LOOPBACK and settings.api_key is None:
         print(f"robovlms-mobile serve: warning: listening on {args.host} without an API key (set ${API_KEY_ENV})", file=sys.stderr)
+    known = "not recorded in the checkpoint" if trained is None else f"{len(trained)} trained"
     print(f"robovlms-mobile serve: {args.checkpoint} on http://{args.host}:{args.port} "
-          f"(strategy {strategy.describe()}, device {policy.device}, API key {'on' if settings.api_key else 'off'})", flush=True)
-    uvicorn.run(create_app(policy, settings), host=args.host, port=args.port, log_level=args.log_level,
+          f"(strategy {strategy.describe()}, device {policy.device}, API key {'on' if settings.api_key else 'off'}, "
+          f"instructions {known}, {len(mapping)} mapped)", flush=True)
+    uvicorn.run(create_app(policy, settings, book), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, server_header=False)
     return 0
 
 
+def resolve_api_key(flag: str | None, env: "os._Environ | dict[str, str]") -> str | None:
+    """The key from --api-key, else $ROBOVLMS_MOBILE_API_KEY, else $VLA_API_KEY; None when none is set.
+
+    A key that is set but empty (or blank) is an error: it must never silently turn authentication off.
+    """
+    for value, where in ((flag, "--api-key"), (env.get(API_KEY_ENV), f"${API_KEY_ENV}"),
+                         (env.get(ORIGINAL_API_KEY_ENV), f"${ORIGINAL_API_KEY_ENV}")):
+        if value is None:
+            continue
+        if not value.strip():
+            raise ValueError(f"{where} is set but empty: give a key, or unset it to serve without one")
+        return value
+    return None
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """One-line ValueError naming the first flag out of range."""
+    if not args.host.strip():
+        raise ValueError("--host is empty: give an address to bind (127.0.0.1 for this machine only, 0.0.0.0 for every "
+                         "interface)")
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    for name in ("max_episodes", "max_image_side", "max_image_pixels"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 < args.max_body_mb <= MAX_BODY_MB:
+        raise ValueError(f"--max-body-mb must be a number of MiB in (0, {MAX_BODY_MB}], got {args.max_body_mb}")
+    if args.strategy == "reuse" and args.reuse_steps < 1:
+        raise ValueError(f"--reuse-steps must be >= 1 (and at most the checkpoint's chunk length), got {args.reuse_steps}")
+
+
 def _load_policy(args: argparse.Namespace, strategy: object):
+    """(MobileVLAPolicy, the checkpoint's training instructions or None) from one guarded load."""
     import torch
 
+    from robovlms_mobile.runtime.loader import load_for_inference
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
+    from robovlms_mobile.serve.instructions import trained_instructions
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir, strategy=strategy, device=device)
+    module, info = load_for_inference(args.checkpoint, args.base_model_dir, device=device)
+    policy = MobileVLAPolicy(module, max_speed=info["action_scale"]["max_speed"], prompt_template=info["prompt"]["template"],
+                             strategy=strategy, source=str(args.checkpoint))
+    return policy, trained_instructions(info)

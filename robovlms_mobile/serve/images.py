@@ -39,7 +39,15 @@ def decode_image(data: bytes, limits: ImageLimits) -> np.ndarray:
                                                f"per side and {limits.max_pixels} pixels in total")
     try:
         img.load()  # the full decode; a truncated file fails here (LOAD_TRUNCATED_IMAGES stays False)
-        rgb = img.convert("RGB")
+        if img.mode == "I" or img.mode.startswith("I;16"):
+            return grey16_to_rgb(np.array(img))
+        rgb = img.convert("RGB")  # 8-bit grey, palette, alpha, CMYK JPEG
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(422, "invalid_image", f"the {img.format} image is truncated or corrupt ({exc})") from None
     return np.array(rgb)  # a writable copy (asarray of a PIL image is read-only; torch warns on those)
+
+
+def grey16_to_rgb(grey: np.ndarray) -> np.ndarray:
+    """16-bit grey (H, W) -> RGB uint8 (H, W, 3), 0..65535 scaled to 0..255 (Pillow's convert would clip to white)."""
+    scaled = np.clip(np.rint(grey.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    return np.repeat(scaled[..., None], 3, axis=-1)

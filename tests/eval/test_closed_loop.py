@@ -14,7 +14,8 @@ from PIL import Image
 from robovlms_mobile.data.prompt import encode_prompts
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.eval.closed_loop import evaluate_closed_loop, expert_path_length, run_episode
-from robovlms_mobile.eval.policy import BlankInstruction, HttpPolicy, InProcessPolicy, Policy
+from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy, Policy
+from robovlms_mobile.runtime.client import RemotePolicy
 from robovlms_mobile.sim.expert import expert_episode
 from robovlms_mobile.sim.scenarios import build_world, parse_scenario
 from robovlms_mobile.sim.world import SPEED
@@ -102,12 +103,20 @@ def test_blank_instruction_hides_the_instruction():
 
 
 class _Server(BaseHTTPRequestHandler):
+    """A stand-in policy server on 127.0.0.1 speaking both wire APIs; records route, key header and raw body."""
+
     log: list = []
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).log.append((self.path, body))
-        reply = {"episode_id": body.get("episode_id")} if self.path == "/reset" else {"velocity": [SPEED, 0.0]}
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).log.append((self.path, self.headers.get("X-API-Key"), raw))
+        if self.path == "/reset":
+            reply = {"episode_id": json.loads(raw).get("episode_id") or "ep-1"} if raw else {"status": "success"}
+        elif self.path == "/act":
+            reply = {"velocity": [SPEED, 0.0]}
+        else:  # /predict, the original server's reply
+            reply = {"action": [SPEED, 0.0], "latency_ms": 1.5, "model_name": "m", "strategy": "receding_horizon",
+                     "source": "inferred", "buffer_status": {}}
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -119,25 +128,56 @@ class _Server(BaseHTTPRequestHandler):
         pass
 
 
-def test_http_policy_speaks_json_over_http():
+@pytest.fixture
+def stand_in_server():
+    _Server.log = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        policy = HttpPolicy(f"http://127.0.0.1:{server.server_port}")
-        report = evaluate_closed_loop(policy, PAIR[:1], episodes=1, frame_size=SIZE)
-    finally:
-        server.shutdown()
-    assert report["overall"]["collision_rate"] == 1.0  # the fake server always says "forward"
-    routes = [p for p, _ in _Server.log]
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_remote_policy_native_api_sends_key_and_episode(stand_in_server):
+    policy = RemotePolicy.connect(stand_in_server, api_key="k-123")
+    report = evaluate_closed_loop(policy, PAIR[:1], episodes=1, frame_size=SIZE)
+    assert report["overall"]["collision_rate"] == 1.0  # the stand-in always says "forward"
+    routes = [p for p, _, _ in _Server.log]
     assert routes[0] == "/reset" and set(routes[1:]) == {"/act"}
-    body = _Server.log[1][1]
-    assert body["episode_id"] == _Server.log[0][1]["episode_id"] and body["instruction"].startswith("go around the box")
+    assert {key for _, key, _ in _Server.log} == {"k-123"}
+    assert json.loads(_Server.log[0][2]) == {}  # a new episode: the server names it
+    act_body = _Server.log[1][2]  # multipart: instruction, episode id and a JPEG file part
+    assert b'name="instruction"' in act_body and b"go around the box" in act_body and b"ep-1" in act_body
+    assert b"\xff\xd8\xff" in act_body
+
+
+def test_remote_policy_original_api_posts_predict(stand_in_server):
+    policy = RemotePolicy.connect(stand_in_server, api_key="k-123", api="original")
+    evaluate_closed_loop(policy, PAIR[:1], episodes=1, frame_size=SIZE)
+    routes = [p for p, _, _ in _Server.log]
+    assert routes[0] == "/reset" and _Server.log[0][2] == b"" and set(routes[1:]) == {"/predict"}  # reset with no body
+    body = json.loads(_Server.log[1][2])
+    assert set(body) == {"image", "instruction"} and body["instruction"].startswith("go around the box")
     import base64
     import io
 
     assert Image.open(io.BytesIO(base64.b64decode(body["image"]))).size == (64, 36)
 
 
-def test_http_policy_unreachable_server_is_one_clear_error():
+def test_eval_cli_sends_the_api_key_from_the_environment(stand_in_server, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("robovlms-mobile"))
+    out = subprocess.run([cli, "eval", "closed-loop", "--server", stand_in_server, "--episodes", "1", "--scenarios",
+                          "1box_left_close", "--frame-size", "36x64", "--gifs", "0", "--no-progress", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "ROBOVLMS_MOBILE_API_KEY": "env-key-1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {key for _, key, _ in _Server.log} == {"env-key-1"}
+
+
+def test_remote_policy_unreachable_server_is_one_clear_error():
     with pytest.raises(ConnectionError, match="unreachable"):
-        HttpPolicy("http://127.0.0.1:9", timeout=2).reset()
+        RemotePolicy.connect("http://127.0.0.1:9", timeout=2).reset()

@@ -15,6 +15,7 @@ from helpers import free_port
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
 API_KEY = "test-key-0123456789"
+KEY_VARIABLES = ("ROBOVLMS_MOBILE_API_KEY", "VLA_API_KEY")
 # small limits so the refusals are cheap to trigger
 SERVER_ARGS = ["--strategy", "reuse", "--reuse-steps", "2", "--max-episodes", "12", "--max-body-mb", "1",
                "--max-image-side", "2048", "--max-image-pixels", "1000000"]
@@ -28,13 +29,24 @@ class Server:
     log: Path
 
 
-def start_server(checkpoint: Path, model_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None,
+def server_env(env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment without any API key variable, plus `env` (a None value unsets)."""
+    out = {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+    for k, v in (env or {}).items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def start_server(checkpoint: Path, model_dir: Path, log: Path, *args: str, env: dict[str, str | None] | None = None,
                  timeout: float = 180) -> Server:
     """`robovlms-mobile serve` in a subprocess on a free 127.0.0.1 port, once /health answers."""
     port = free_port()
     out = log.open("w")
     proc = subprocess.Popen([CLI, "serve", str(checkpoint), "--base-model-dir", str(model_dir), "--port", str(port), *args],
-                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+                            stdout=out, stderr=subprocess.STDOUT, env=server_env(env))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -42,7 +54,8 @@ def start_server(checkpoint: Path, model_dir: Path, log: Path, *args: str, env: 
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return Server(url, (env or {}).get("ROBOVLMS_MOBILE_API_KEY", ""), proc, log)
+                env = env or {}
+                return Server(url, env.get("ROBOVLMS_MOBILE_API_KEY") or env.get("VLA_API_KEY") or "", proc, log)
         except httpx.TransportError:
             pass
         time.sleep(0.2)

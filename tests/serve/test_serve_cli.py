@@ -50,8 +50,9 @@ def test_serve_refuses_a_pickled_payload_checkpoint(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["--base-model-dir", "/nonexistent/kosmos"], "no config.json"),
-    (["--strategy", "reuse", "--reuse-steps", "0"], "reuse steps must be in"),
-    (["--max-body-mb", "0"], "--max-body-mb must be > 0"),
+    (["--strategy", "reuse", "--reuse-steps", "0"], "--reuse-steps must be >= 1 (and at most the checkpoint's chunk length), got 0"),
+    (["--strategy", "reuse", "--reuse-steps", "11"], "reuse steps must be in 1..10 (the chunk length), got 11"),
+    (["--max-body-mb", "0"], "--max-body-mb must be a number of MiB in (0,"),
 ])
 def test_serve_bad_arguments_are_one_line_errors(tiny_checkpoint, tiny_model_dir, args, message):
     base = [] if "--base-model-dir" in args else ["--base-model-dir", str(tiny_model_dir)]
@@ -61,7 +62,7 @@ def test_serve_bad_arguments_are_one_line_errors(tiny_checkpoint, tiny_model_dir
 
 def test_server_with_default_settings(tiny_checkpoint, tiny_model_dir, tmp_path, frames):
     """No API key, receding horizon: every tick queries the model."""
-    srv = start_server(tiny_checkpoint, tiny_model_dir, tmp_path / "log.txt", env={"ROBOVLMS_MOBILE_API_KEY": ""})
+    srv = start_server(tiny_checkpoint, tiny_model_dir, tmp_path / "log.txt", env={})
     try:
         from robovlms_mobile.serve.client import PolicyClient
 

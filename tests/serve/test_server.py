@@ -36,7 +36,8 @@ def drive(server, instruction: str, jpegs: list[bytes], barrier: threading.Barri
 
 
 def test_health_and_key_gating(server):
-    assert httpx.get(server.url + "/health").json() == {"status": "ok"}  # liveness only, without the key
+    public = httpx.get(server.url + "/health").json()  # liveness and the original server's fields, without the key
+    assert public == {"status": "ok", "model_loaded": True, "model_name": "last", "device": "cpu"}
     with PolicyClient(server.url, api_key=server.api_key) as client:
         health = client.health()
     assert health["policy"]["chunk_size"] == 10 and health["policy"]["strategy"] == {"name": "reuse", "reuse_steps": 2}
