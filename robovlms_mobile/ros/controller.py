@@ -3,8 +3,9 @@
 The ROS node only forwards callbacks here and publishes `command()`; everything that decides
 what the wheels get is in this module and safety.py. One control tick per `tick()`: the newest
 frame not yet used (and not older than `max_frame_age_s`) goes to the source, and its velocity
-reaches the safety layer stamped with the frame's arrival time. A failing or slow source
-submits nothing, so the watchdog stops the robot.
+reaches the safety layer stamped with the frame's arrival time and the e-stop epoch read before
+the source ran, so an answer to a frame from before an e-stop is refused after the release. A
+failing or slow source submits nothing, so the watchdog stops the robot.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class DriveController:
         """Run the source on the newest unused frame; True when an action reached the safety layer."""
         with self._cond:
             frame, self._frame = self._frame, None
+        epoch = self.safety.epoch  # before the check: an e-stop from here on makes this tick's action stale
         if frame is None or self.safety.estop:
             return False
         if self.clock() - frame.stamp > self.max_frame_age_s:
@@ -89,7 +91,7 @@ class DriveController:
             log.warning("action source failed: %s", self.last_error)
             return False
         self.ticks += 1
-        return self.safety.submit(velocity, stamp=frame.stamp)
+        return self.safety.submit(velocity, stamp=frame.stamp, epoch=epoch)
 
     def command(self) -> Command | None:
         """What to publish now (None: the rate limit says wait)."""
