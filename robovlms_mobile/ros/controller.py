@@ -20,6 +20,7 @@ import numpy as np
 
 from robovlms_mobile.ros.safety import Command, SafetyLayer
 from robovlms_mobile.ros.sources import ActionSource
+from robovlms_mobile.task import check_instruction
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,13 @@ class DriveController:
     """Ticks the policy on the newest frame and feeds the safety layer; thread-safe inputs."""
 
     def __init__(self, source: ActionSource, safety: SafetyLayer, instruction: str, *,
-                 max_frame_age_s: float = 0.5, clock: Callable[[], float] | None = None):
-        if not instruction.strip():
-            raise ValueError("the instruction must not be empty")
+                 max_frame_age_s: float = 0.5, clock: Callable[[], float] | None = None,
+                 on_action: Callable[[dict[str, Any]], None] | None = None):
+        check_instruction(instruction, where="--instruction")
         self.source, self.safety = source, safety
         self.clock = clock or safety.clock
         self.max_frame_age_s = max_frame_age_s
+        self.on_action = on_action  # called after every source answer: stamp, velocity, accepted
         self._instruction = instruction
         self._frame: Frame | None = None
         self._cond = threading.Condition()
@@ -49,10 +51,10 @@ class DriveController:
         self.last_error: str | None = None
 
     # ---- inputs (ROS callbacks) ------------------------------------------------------------
-    def on_frame(self, image: np.ndarray | bytes) -> None:
-        """A new camera frame; replaces any frame not yet used."""
+    def on_frame(self, image: np.ndarray | bytes, stamp: float | None = None) -> None:
+        """A new camera frame (captured at `stamp`, controller clock; default now); replaces any frame not yet used."""
         with self._cond:
-            self._frame = Frame(image, self.clock())
+            self._frame = Frame(image, self.clock() if stamp is None else stamp)
             self._cond.notify_all()
 
     def on_estop(self, engaged: bool) -> None:
@@ -62,8 +64,10 @@ class DriveController:
             self._reset_source()
 
     def set_instruction(self, instruction: str) -> None:
-        """A new command for the robot: a new episode."""
-        if instruction.strip() and instruction != self._instruction:
+        """A new command for the robot: a new episode. Blank is ignored; ValueError if over the length limit."""
+        if not check_instruction(instruction, where="instruction topic", allow_empty=True):
+            return
+        if instruction != self._instruction:
             self._instruction = instruction
             self._reset_source()
 
@@ -91,7 +95,11 @@ class DriveController:
             log.warning("action source failed: %s", self.last_error)
             return False
         self.ticks += 1
-        return self.safety.submit(velocity, stamp=frame.stamp, epoch=epoch)
+        accepted = self.safety.submit(velocity, stamp=frame.stamp, epoch=epoch)
+        if self.on_action is not None:
+            self.on_action({"stamp": frame.stamp, "answered": self.clock(), "velocity": _plain(velocity),
+                            "accepted": accepted})
+        return accepted
 
     def command(self) -> Command | None:
         """What to publish now (None: the rate limit says wait)."""
@@ -126,3 +134,11 @@ class DriveController:
         """Counters for logs and diagnostics."""
         return {"ticks": self.ticks, "errors": self.errors, "skipped_stale": self.skipped_stale,
                 "rejected": self.safety.rejected, "state": self.safety.state(), "last_error": self.last_error}
+
+
+def _plain(velocity: Any) -> Any:
+    """A JSON-safe copy of what the source answered (numbers as floats, anything else as its repr)."""
+    try:
+        return [float(v) for v in velocity]
+    except (TypeError, ValueError):
+        return repr(velocity)
