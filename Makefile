@@ -10,15 +10,18 @@ UPSTREAM_URL := https://github.com/Robot-VLAs/RoboVLMs
 UPSTREAM_DIR ?= .cache/RoboVLMs
 STAMP := $(VENV)/.setup-$(UPSTREAM_COMMIT)
 PYTEST_ARGS ?=
+# Every process that starts a ROS 2 node keeps DDS discovery on this machine (the bridge also sets it itself).
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .PHONY: setup demo test test-all bench upstream-checkout clean
 
 setup: $(STAMP) upstream-checkout
 
-$(STAMP): requirements-pinned.txt pyproject.toml UPSTREAM_VERSION
+$(STAMP): requirements-pinned.txt requirements-ros.txt pyproject.toml UPSTREAM_VERSION
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -r requirements-pinned.txt
+	$(PIP) install -r requirements-ros.txt
 	$(PIP) install --no-deps "robovlms @ git+$(UPSTREAM_URL)@$(UPSTREAM_COMMIT)"
 	$(PIP) install --no-deps -e .
 	rm -f $(VENV)/.setup-* && touch $@

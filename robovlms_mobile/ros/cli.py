@@ -6,21 +6,25 @@ import argparse
 import os
 import sys
 
+from robovlms_mobile.task import MAX_SPEED
+
 API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `ros-bridge`."""
     p = subparsers.add_parser(
-        "ros-bridge", help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs a ROS 2 environment)",
+        "ros-bridge", help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs the `ros` extra)",
         description="Subscribe to a camera, get actions from a policy server (--server) or a checkpoint loaded in "
                     "this process (--checkpoint), and publish geometry_msgs/Twist behind the safety layer: speed "
                     "clamp, watchdog (zero when no fresh action within --deadline), latched e-stop topic, "
-                    "acceleration and publication rate limits.")
+                    "acceleration and publication rate limits. DDS discovery stays on this machine "
+                    "(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST is set before the node starts).")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--server", help="policy server URL, e.g. http://127.0.0.1:8000")
     src.add_argument("--checkpoint", help="plugin checkpoint to run in this process")
     p.add_argument("--base-model-dir", help="with --checkpoint: the Kosmos-2 folder it was trained on")
+    p.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"), help=f"with --server (default: ${API_KEY_ENV}, else $VLA_API_KEY)")
     p.add_argument("--api", choices=("native", "original"), default="native",
                    help="with --server: native = robovlms-mobile serve (/reset + /act episodes); original = the lab's "
@@ -32,11 +36,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble-decay", type=float, default=0.01)
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--compressed", action="store_true", help="the image topic is sensor_msgs/CompressedImage")
+    p.add_argument("--image-service", help="poll this service for frames instead of subscribing (the robot's CSI camera: "
+                                           "get_image_service); one request in flight, at --tick-hz")
+    p.add_argument("--image-service-type", default="camera_interfaces/srv/GetImage",
+                   help="its type, imported at run time (default: %(default)s)")
+    p.add_argument("--image-service-field", default="image",
+                   help="response field holding a sensor_msgs/Image or CompressedImage (default: %(default)s)")
+    p.add_argument("--image-service-timeout", type=float, default=1.0,
+                   help="seconds before an unanswered request is dropped and sent again (default: %(default)s)")
     p.add_argument("--cmd-vel-topic", default="/cmd_vel")
     p.add_argument("--estop-topic", default="/e_stop", help="std_msgs/Bool: true engages (latched), false releases")
     p.add_argument("--instruction-topic", default="/instruction")
-    p.add_argument("--max-linear-x", type=float, default=1.15, help="m/s (default: %(default)s)")
-    p.add_argument("--max-linear-y", type=float, default=1.15, help="m/s (default: %(default)s)")
+    p.add_argument("--max-linear-x", type=float, default=MAX_SPEED, help="m/s (default: %(default)s)")
+    p.add_argument("--max-linear-y", type=float, default=MAX_SPEED, help="m/s (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=0.5, help="watchdog: seconds without a fresh action before zero (default: %(default)s)")
     p.add_argument("--max-accel", type=float, default=2.0, help="m/s^2 on the velocity vector; 0 = off (default: %(default)s)")
     p.add_argument("--max-rate-hz", type=float, default=20.0, help="most /cmd_vel messages per second (default: %(default)s)")
@@ -45,6 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="policy ticks per second; each tick executes one chunk step (the recorded data has 0.4 s "
                         "per step, i.e. 2.5 Hz) (default: %(default)s)")
     p.add_argument("--max-frame-age", type=float, default=0.5, help="seconds; older frames are not sent (default: %(default)s)")
+    p.add_argument("--action-log", help="append one JSON line per policy answer (frame stamp, velocity, accepted by "
+                                        "the safety layer) to this file")
+    p.add_argument("--allow-network-discovery", action="store_true",
+                   help="accept a ROS_AUTOMATIC_DISCOVERY_RANGE other than LOCALHOST, or ROS_STATIC_PEERS "
+                        "(default: refuse them; DDS stays on this machine)")
     p.set_defaults(func=run_bridge)
 
 
@@ -52,23 +69,54 @@ def run_bridge(args: argparse.Namespace) -> int:
     """Check ROS 2 is there, build the source and the safety layer, spin the node."""
     from robovlms_mobile.ros.bridge import RosUnavailableError, Topics, require_rclpy, run_node
     from robovlms_mobile.ros.controller import DriveController
+    from robovlms_mobile.ros.env import prepare_ros_environment
     from robovlms_mobile.ros.safety import SafetyConfig, SafetyLayer
 
     try:
+        prepare_ros_environment(args.allow_network_discovery)  # before anything can import rclpy
         require_rclpy()  # before loading any model
-        safety = SafetyLayer(SafetyConfig(args.max_linear_x, args.max_linear_y, args.deadline,
-                                          args.max_accel or None, args.max_rate_hz))
+        for flag in ("publish_hz", "tick_hz", "max_frame_age", "image_service_timeout"):
+            value = getattr(args, flag)
+            if not (value > 0 and value != float("inf")):
+                raise ValueError(f"--{flag.replace('_', '-')} must be a finite number > 0, got {value}")
+        if args.max_accel < 0 or args.max_accel != args.max_accel:
+            raise ValueError(f"--max-accel must be >= 0 (0 = off), got {args.max_accel}")
+        try:
+            config = SafetyConfig(args.max_linear_x, args.max_linear_y, args.deadline, args.max_accel or None,
+                                  args.max_rate_hz)
+        except ValueError as exc:  # name the flag, not the field
+            names = {"max_linear_x": "--max-linear-x", "max_linear_y": "--max-linear-y", "deadline_s": "--deadline",
+                     "max_accel": "--max-accel", "max_rate_hz": "--max-rate-hz"}
+            message = str(exc)
+            for field, flag in names.items():
+                message = message.replace(f"safety {field}", flag)
+            raise ValueError(message) from None
         topics = Topics(args.image_topic, args.compressed, args.cmd_vel_topic, args.estop_topic, args.instruction_topic,
-                        args.publish_hz, args.tick_hz)
-        if min(topics.publish_hz, topics.tick_hz) <= 0:
-            raise ValueError("--publish-hz and --tick-hz must be > 0")
+                        args.publish_hz, args.tick_hz, args.image_service, args.image_service_type,
+                        args.image_service_field, args.image_service_timeout)
+        if topics.image_service:  # the type must import and carry an image before any model is loaded
+            from robovlms_mobile.ros.interfaces import image_field, import_service_type
+
+            image_field(import_service_type(topics.image_service_type), topics.image_service_field)
         source = _source(args)
-        controller = DriveController(source, safety, args.instruction, max_frame_age_s=args.max_frame_age)
+        controller = DriveController(source, SafetyLayer(config), args.instruction, max_frame_age_s=args.max_frame_age,
+                                     on_action=_action_logger(args.action_log) if args.action_log else None)
     except (RosUnavailableError, ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"robovlms-mobile ros-bridge: error: {exc}", file=sys.stderr)
         return 2
-    run_node(controller, topics)
+    run_node(controller, topics, allow_network_discovery=args.allow_network_discovery)
     return 0
+
+
+def _action_logger(path: str):
+    """A callback appending JSON lines to `path` (line-buffered, so a killed bridge leaves whole lines)."""
+    import json
+
+    try:
+        out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the life of the process
+    except OSError as exc:
+        raise ValueError(f"--action-log {path}: cannot open for writing ({exc.strerror})") from None
+    return lambda record: out.write(json.dumps(record) + "\n")
 
 
 def _source(args: argparse.Namespace):
@@ -92,5 +140,9 @@ def _source(args: argparse.Namespace):
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
+    import torch
+
     strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
-    return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir, strategy=strategy))
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
+                                                           strategy=strategy, device=device))

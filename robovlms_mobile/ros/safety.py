@@ -3,13 +3,19 @@
 Pure Python with an injected clock (tests use a fake one). Every published command goes
 through `SafetyLayer.command()`:
 - e-stop (latched): zero until released, and after release zero until a fresh action arrives;
+  an action computed from a frame captured before the e-stop (or during it) is refused after the
+  release: each engage/release moves a barrier (stamp) and an epoch counter past it;
 - watchdog: zero when the newest action is older than `deadline_s` (its stamp is the capture
   time of the frame it was computed from, so a slow model counts as stale too), or when there
-  has been no action yet;
+  has been no action yet; stamps must be finite numbers;
+- clock: if the clock steps back, the current action is dropped and zero is published (a
+  clock fault must not leave the last command on the wheels, nor silence the publisher);
+- inputs: a velocity is exactly two finite real numbers (no strings, no bools);
 - clamp: the velocity vector is scaled down uniformly until both axes are within their max
   speed (the direction is kept: a mecanum diagonal stays a diagonal);
 - rate limits: acceleration (vector slew limit, `max_accel` m/s^2) and publications (at most
-  `max_rate_hz`). Stopping is never delayed by either: a stop is published at once, unramped.
+  `max_rate_hz`). Stopping is never delayed by either: a stop (e-stop, watchdog, or a zero
+  action from the policy) is published at once, unramped.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from numbers import Real
+from typing import Any, Callable, NamedTuple
+
+from robovlms_mobile.task import MAX_SPEED
 
 IDLE, OK, STALE, ESTOP = "idle", "ok", "stale", "estop"
 RATE_JITTER = 0.05  # a timer at exactly max_rate_hz fires up to 5% early without being skipped
@@ -28,8 +37,8 @@ RATE_JITTER = 0.05  # a timer at exactly max_rate_hz fires up to 5% early withou
 class SafetyConfig:
     """Limits; speeds in m/s, times in seconds (defaults: the robot's keyboard speed, 0.5 s deadline)."""
 
-    max_linear_x: float = 1.15
-    max_linear_y: float = 1.15
+    max_linear_x: float = MAX_SPEED
+    max_linear_y: float = MAX_SPEED
     deadline_s: float = 0.5
     max_accel: float | None = 2.0  # m/s^2 on the velocity vector; None = no slew limit
     max_rate_hz: float = 20.0
@@ -37,9 +46,10 @@ class SafetyConfig:
     def __post_init__(self) -> None:
         for name in ("max_linear_x", "max_linear_y", "deadline_s", "max_rate_hz"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"safety {name} must be a finite number > 0, got {value!r}")
-        if self.max_accel is not None and not (math.isfinite(self.max_accel) and self.max_accel > 0):
+        if self.max_accel is not None and not (_is_number(self.max_accel) and math.isfinite(self.max_accel)
+                                               and self.max_accel > 0):
             raise ValueError(f"safety max_accel must be > 0 or None, got {self.max_accel!r}")
 
 
@@ -54,6 +64,30 @@ class Command(NamedTuple):
 
 
 ZERO = (0.0, 0.0)
+
+
+def _is_number(value: Any) -> bool:
+    """A real number that is not a bool (numpy scalars included; strings and bools are not numbers)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def parse_velocity(velocity: Any) -> tuple[float, float] | None:
+    """[linear_x, linear_y] as two finite floats, or None: exactly two real numbers, no str/bool/NaN/inf."""
+    if isinstance(velocity, (str, bytes, bytearray, dict)) or velocity is None:
+        return None
+    try:
+        items = list(velocity)
+    except TypeError:
+        return None
+    if len(items) != 2 or not all(_is_number(v) for v in items):
+        return None
+    vx, vy = float(items[0]), float(items[1])
+    return (vx, vy) if math.isfinite(vx) and math.isfinite(vy) else None
+
+
+def parse_stamp(stamp: Any) -> float | None:
+    """A finite real stamp in seconds, or None."""
+    return float(stamp) if _is_number(stamp) and math.isfinite(stamp) else None
 
 
 def clamp_velocity(vx: float, vy: float, max_x: float, max_y: float) -> tuple[tuple[float, float], bool]:
@@ -72,39 +106,67 @@ class SafetyLayer:
         self._action: tuple[float, float] | None = None
         self._stamp = -math.inf
         self._estop = False
+        self._barrier = -math.inf  # actions from frames captured before this time are refused (e-stop)
+        self._epoch = 0  # +1 on every e-stop engage and release
         self._last_output = ZERO
         self._last_publish: float | None = None
-        self.rejected = 0  # non-finite or malformed actions ignored
+        self._last_now = -math.inf  # the latest clock reading: a smaller one is a clock stepping back
+        self.rejected = 0  # non-finite or malformed actions and stamps ignored
+        self.refused_stale = 0  # actions from frames captured before an e-stop, refused after it
+        self.clock_faults = 0  # times the clock stepped back or read non-finite
 
     # ---- inputs ------------------------------------------------------------------------
-    def submit(self, velocity: Sequence[float], stamp: float | None = None) -> bool:
-        """A fresh action [linear_x, linear_y]; `stamp` = capture time of its frame (default now). False if ignored."""
-        try:
-            vx, vy = (float(v) for v in velocity)
-        except (TypeError, ValueError):
-            self.rejected += 1
-            return False
-        if not (math.isfinite(vx) and math.isfinite(vy)):
-            self.rejected += 1
+    @property
+    def epoch(self) -> int:
+        """E-stop epoch: read it before computing an action and pass it to `submit`."""
+        return self._epoch
+
+    def submit(self, velocity: Any, stamp: Any = None, epoch: int | None = None) -> bool:
+        """A fresh action [linear_x, linear_y]; `stamp` = capture time of its frame (default now). False if ignored.
+
+        Refused: anything but two finite real numbers, a non-finite stamp, an action while the
+        e-stop is engaged, one from a frame captured before the last e-stop engage/release (by
+        stamp, or by `epoch` when the caller read `self.epoch` before computing it), and an answer
+        to an older frame than the current action's.
+        """
+        parsed = parse_velocity(velocity)
+        when = None if stamp is None else parse_stamp(stamp)
+        if parsed is None or (stamp is not None and when is None):
+            with self._lock:
+                self.rejected += 1
             return False
         with self._lock:
-            if self._estop:
+            now = self._read_clock()
+            if now is None or self._estop:
                 return False
-            now = self.clock()
-            stamp = now if stamp is None else min(stamp, now)  # a stamp from the future must not extend the deadline
-            if stamp < self._stamp:  # an answer to an older frame than the current one: keep the newer
+            if (epoch is not None and epoch != self._epoch) or (when is not None and when < self._barrier):
+                self.refused_stale += 1
                 return False
-            self._action, self._stamp = (vx, vy), stamp
+            if when is not None and when > now:  # from the future: it would extend the deadline
+                self.rejected += 1
+                return False
+            when = now if when is None else when
+            if when < self._stamp:  # an answer to an older frame than the current one: keep the newer
+                return False
+            self._action, self._stamp = parsed, when
             return True
 
     def set_estop(self, engaged: bool) -> None:
-        """Engage (latched) or release the e-stop; a release needs a fresh action before moving again."""
+        """Engage (latched) or release the e-stop; a release needs a fresh action from a frame after it."""
         with self._lock:
+            now = self._read_clock()
             if engaged:
                 self._estop = True
+                self._epoch += 1
+                self._action, self._stamp = None, -math.inf
             elif self._estop:
                 self._estop = False
+                self._epoch += 1
                 self._action, self._stamp = None, -math.inf
+            else:
+                return
+            if now is not None:
+                self._barrier = max(self._barrier, now)
 
     @property
     def estop(self) -> bool:
@@ -119,7 +181,7 @@ class SafetyLayer:
             return ESTOP
         if self._action is None:
             return IDLE
-        if now - self._stamp > self.config.deadline_s:
+        if not (_is_number(now) and math.isfinite(now)) or now - self._stamp > self.config.deadline_s:
             return STALE
         return OK
 
@@ -127,23 +189,39 @@ class SafetyLayer:
         """The command to publish now, or None when the publication rate limit says wait."""
         cfg = self.config
         with self._lock:
-            now = self.clock()
+            now = self._read_clock()
+            if now is None:  # clock fault: publish zero at once, keep no action
+                self._last_output, self._last_publish = ZERO, None
+                return Command(0.0, 0.0, STALE)
             state = self.state(now)
+            out, clamped, limited = ZERO, False, False
+            if state == OK:
+                out, clamped = clamp_velocity(*self._action, cfg.max_linear_x, cfg.max_linear_y)
             since = math.inf if self._last_publish is None else now - self._last_publish
-            stopping = state != OK and self._last_output != ZERO
+            stopping = out == ZERO and self._last_output != ZERO  # never delayed by the rate limit nor ramped
             if since < (1.0 - RATE_JITTER) / cfg.max_rate_hz and not stopping:
                 return None
-            clamped = limited = False
-            if state != OK:
-                out = ZERO
-            else:
-                out, clamped = clamp_velocity(*self._action, cfg.max_linear_x, cfg.max_linear_y)
-                if cfg.max_accel is not None:
-                    # the step allowed since the last command; a long pause allows no more than deadline_s worth
-                    dt = min(since, cfg.deadline_s) if self._last_publish is not None else 1.0 / cfg.max_rate_hz
-                    out, limited = self._slew(out, cfg.max_accel * dt)
+            if out != ZERO and cfg.max_accel is not None:
+                # the step allowed since the last command; a long pause allows no more than deadline_s worth
+                dt = min(since, cfg.deadline_s) if self._last_publish is not None else 1.0 / cfg.max_rate_hz
+                out, limited = self._slew(out, cfg.max_accel * dt)
             self._last_output, self._last_publish = out, now
             return Command(out[0], out[1], state, clamped, limited)
+
+    def _read_clock(self) -> float | None:
+        """The clock under the lock; None when it reads non-finite. A step back drops the action (fault)."""
+        now = self.clock()
+        if not (_is_number(now) and math.isfinite(now)):
+            self.clock_faults += 1
+            self._action, self._stamp = None, -math.inf
+            return None
+        if now < self._last_now:  # stepped back: nothing stamped on the old time base can be trusted
+            self.clock_faults += 1
+            self._action, self._stamp = None, -math.inf
+            self._epoch += 1
+            self._barrier, self._last_publish = now, None  # zero goes out at once, not after a rate-limit wait
+        self._last_now = now
+        return now
 
     def _slew(self, target: tuple[float, float], max_step: float) -> tuple[tuple[float, float], bool]:
         dx, dy = target[0] - self._last_output[0], target[1] - self._last_output[1]

@@ -177,3 +177,26 @@ def test_acceleration_limit_is_on_the_vector_and_bounded_after_a_pause():
 def test_invalid_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         SafetyConfig(**{field: value})
+
+
+def test_policy_zero_skips_the_ramp_and_the_rate_limit():
+    safety, clock = layer(max_accel=0.5, max_rate_hz=10.0)
+    for _ in range(25):
+        safety.submit([0.8, 0.0])
+        safety.command()
+        clock.advance(0.1)
+    assert safety.command().linear_x == pytest.approx(0.8)
+    clock.advance(0.02)
+    safety.submit([0.0, 0.0])
+    assert safety.command()[:3] == (0.0, 0.0, OK)  # at once: no 1.6 s ramp down, no 100 ms wait
+
+
+def test_estop_epoch_refuses_answers_computed_across_it():
+    safety, clock = layer()
+    epoch = safety.epoch
+    safety.set_estop(True)
+    safety.set_estop(False)
+    assert safety.epoch == epoch + 2
+    clock.advance(0.1)
+    assert not safety.submit([0.4, 0.0], epoch=epoch) and safety.refused_stale == 1
+    assert safety.submit([0.4, 0.0], epoch=safety.epoch)
