@@ -106,7 +106,7 @@ def _inference_skeleton() -> dict[str, Any]:
         "trainer_type": TRAINER_TYPE, "seq_len": 1, "use_hand_rgb": False, "use_vision_resampler": False,
         "fwd_head": None, "arm_gripper_loss_ratio": 0.0, "cap_loss_ratio": 0.0, "fwd_loss_ratio": 0.0,
         "model_load_path": None, "model_load_source": "torch", "resume": None, "batch_size": 1, "num_workers": 0,
-        "learning_rate": 0.0, "min_lr_scale": 1.0, "weight_decay": 0.0, "optimizer": "adamw", "scheduler": "constant",
+        "learning_rate": 1e-4, "min_lr_scale": 1.0, "weight_decay": 0.0, "optimizer": "adamw", "scheduler": "constant",
         "trainer": {"max_steps": -1, "max_epochs": 1, "precision": "32"}, "train_dataset": {}, "val_dataset": {},
     }
 

@@ -79,7 +79,7 @@ def check_hardware_and_model(configs: dict[str, Any], source: str) -> None:
     """
     import torch
 
-    from robovlms_mobile.runtime.loader import BaseModelError, check_base_model_dir
+    from robovlms_mobile.model.model_folder import BaseModelError, check_model_folder
 
     accelerator = configs["trainer"].get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -90,7 +90,7 @@ def check_hardware_and_model(configs: dict[str, Any], source: str) -> None:
         if configs.get("robovlm_name") == "RoboResNet" and key == "vlm" or folder in checked:
             continue
         try:
-            check_base_model_dir(folder)
+            check_model_folder(folder, origin=f"{key}.pretrained_model_name_or_path")
         except BaseModelError as exc:
             raise ConfigError(f"{source}: '{key}.pretrained_model_name_or_path': {exc}") from None
         checked.add(folder)

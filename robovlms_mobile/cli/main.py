@@ -1,4 +1,4 @@
-"""`robovlms-mobile <command>`: one entry point, `--help` on every command."""
+"""The parser: every command and its `--help`; errors go through `cli.errors.run_command`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from robovlms_mobile.cli.errors import run_command
+from robovlms_mobile.cli.options import add_progress_option, frame_size, positive_int
 from robovlms_mobile.data.cli import add_parser as add_data_parser
 from robovlms_mobile.serve.cli import add_parser as add_drive_parsers
 
@@ -40,8 +42,7 @@ def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
 def _cmd_generate(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.synthetic import generate_episodes
 
-    h, w = (int(x) for x in args.frame_size.lower().split("x"))
-    files = generate_episodes(args.dir, args.n, seed=args.seed, frame_size=(h, w), length=args.length, generation=args.generation)
+    files = generate_episodes(args.dir, args.n, seed=args.seed, frame_size=args.frame_size, length=args.length, generation=args.generation)
     print(f"wrote {len(files)} {args.generation.upper()} episodes to {args.dir}")
     return 0
 
@@ -55,17 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="JSON experiment config (upstream format, e.g. configs/mobile_vla_lora.json)")
     p.add_argument("--output-dir", help="checkpoints and logs (default: <output_root>/<exp_name>)")
     p.add_argument("--resume", help="checkpoint to resume from, or 'last' for <output-dir>/last.ckpt")
-    p.add_argument("--max-steps", type=int, help="override trainer.max_steps")
-    p.add_argument("--max-epochs", type=int, help="override trainer.max_epochs")
-    p.add_argument("--devices", type=int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-steps", type=positive_int, help="override trainer.max_steps")
+    p.add_argument("--max-epochs", type=positive_int, help="override trainer.max_epochs")
+    p.add_argument("--devices", type=positive_int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", help="the embedded default: generate data + tiny model, train, evaluate",
                        description="Generate episodes and a tiny Kosmos-2 offline, train on CPU, print train/val loss and offline metrics.")
     p.add_argument("--config", default="configs/tiny_cpu.json", help="demo config (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("make-tiny-model", help="build a tiny random Kosmos-2 + tokenizer offline",
@@ -77,10 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate-episodes", help="write procedurally drawn episodes in the robot's format",
                        description="Write synthetic episodes (V4 or V5 HDF5) for demos and tests.")
     p.add_argument("dir", help="output folder")
-    p.add_argument("-n", type=int, default=40, help="number of episodes (default: %(default)s)")
+    p.add_argument("-n", type=positive_int, default=40, help="number of episodes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frame-size", default="144x256", help="HxW (the robot records 720x1280; default: %(default)s)")
-    p.add_argument("--length", type=int, default=18, help="frames per episode (default: %(default)s)")
+    p.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW (the robot records 720x1280; default: 144x256)")
+    p.add_argument("--length", type=positive_int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
     add_data_parser(sub)
@@ -93,20 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; errors in user input print one line and exit 2."""
+    """Parse, run the command under the one error policy (`cli.errors.run_command`), return its exit code."""
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as exc:
-        # imported only on failure, so `--help` and light commands stay fast
-        from robovlms_mobile.config import ConfigError
-        from robovlms_mobile.data.dataset import InvalidEpisodesError
-        from robovlms_mobile.launcher import OutputDirError
-
-        if isinstance(exc, (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError)):
-            print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    return run_command(args.command, lambda: args.func(args))
 
 
 if __name__ == "__main__":

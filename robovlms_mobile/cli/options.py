@@ -1,0 +1,116 @@
+"""Option types and option groups shared by the commands (one definition per flag)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
+ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot client read this one
+STRATEGIES = ("receding", "reuse", "ensemble")
+DEFAULT_ENSEMBLE_DECAY = 0.01  # runtime.chunking's default, repeated so `--help` imports no numpy (tested equal)
+
+
+# ---- value types: a bad value is an argparse error naming the flag ---------------------------
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no nan, no inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """`144x256` -> (144, 256), each side at least 8 pixels."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"frame size {text!r}: expected HxW, e.g. 144x256") from None
+    if h < 8 or w < 8:
+        raise argparse.ArgumentTypeError(f"frame size {text!r}: each side must be at least 8 pixels")
+    return h, w
+
+
+# ---- option groups ----------------------------------------------------------------------------
+def add_progress_option(p: argparse.ArgumentParser) -> None:
+    """`--no-progress`."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """`--base-model-dir` and `--device`: where the frozen backbone comes from and where the model runs."""
+    p.add_argument("--base-model-dir", help="the Kosmos-2 folder the checkpoint was trained on (default: the model "
+                                            "folder named in the checkpoint, checked like any local folder)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+
+
+def add_strategy_options(p: argparse.ArgumentParser) -> None:
+    """`--strategy`, `--reuse-steps`, `--ensemble-decay`: how each predicted chunk is used."""
+    p.add_argument("--strategy", choices=STRATEGIES, default="receding",
+                   help="how each chunk is used: receding = query every tick, execute step 0; reuse = query every "
+                        "--reuse-steps ticks; ensemble = query every tick, exponentially weighted average of the "
+                        "overlapping chunks (default: %(default)s)")
+    p.add_argument("--reuse-steps", type=positive_int, default=5,
+                   help="steps executed per query with --strategy reuse (default: %(default)s)")
+    p.add_argument("--ensemble-decay", type=nonnegative_float, default=DEFAULT_ENSEMBLE_DECAY,
+                   help="weight exp(-decay * i), i = 0 for the oldest chunk, with --strategy ensemble (default: %(default)s)")
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    """`--api-key` and `--api`: how a command talks to a policy server given with `--server`."""
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get(ORIGINAL_API_KEY_ENV),
+                   help=f"with --server (default: ${API_KEY_ENV}, else ${ORIGINAL_API_KEY_ENV})")
+    p.add_argument("--api", choices=("native", "original"), default="native",
+                   help="with --server: native = robovlms-mobile serve (/reset + /act episodes); original = the lab's "
+                        "earlier inference server (POST /predict, one global history) (default: %(default)s)")
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when available, else cpu; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
