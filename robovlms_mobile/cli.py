@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as exc:
         # imported only on failure, so `--help` and light commands stay fast
+        from robovlms_mobile.checkpoint import CheckpointError
         from robovlms_mobile.config import ConfigError
         from robovlms_mobile.data.dataset import InvalidEpisodesError
         from robovlms_mobile.launcher import OutputDirError
 
-        if isinstance(exc, (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError)):
+        if isinstance(exc, (ConfigError, CheckpointError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError)):
             print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
