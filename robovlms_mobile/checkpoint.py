@@ -78,7 +78,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: unreadable torch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a checkpoint (expected a dict with a 'state_dict' of tensors)")
-    bad = [k for k, v in ckpt["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: 'state_dict' entry {str(bad[0])[:80]!r} is not a named tensor")
+    for key, value in ckpt["state_dict"].items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: 'state_dict' entry {str(key)[:80]!r} is not a named tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: tensor {key!r} has non-finite values (damaged file or diverged training); "
+                                  f"expected finite weights")
     return ckpt

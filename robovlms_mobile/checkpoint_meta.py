@@ -227,7 +227,7 @@ class CheckpointMetadata:
         info = _Stored(ckpt[PLUGIN_KEY], source, PLUGIN_KEY)
         version = info.get("format_version", None)
         if version != FORMAT_VERSION or isinstance(version, bool):
-            raise CheckpointError(f"{source}: checkpoint format {str(version)[:20]!r}; this robovlms-mobile reads format "
+            raise CheckpointError(f"{source}: checkpoint format {repr(version)[:40]}; this robovlms-mobile reads format "
                                   f"{FORMAT_VERSION}")
         config, folder = trusted_config(info.get("config"), source, base_model_dir)
         scale = info.section("action_scale")

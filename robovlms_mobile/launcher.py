@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.checkpoint import check_checkpoint_file
+from robovlms_mobile.checkpoint import check_checkpoint_file, load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
 from robovlms_mobile.registry import register
 
@@ -28,14 +28,21 @@ def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
         return None
     if resume == "last":
         last = output_dir / "last.ckpt"
-        if not last.is_file():
-            return None
-        check_checkpoint_file(last)
-        return str(last)
+        return str(last) if last.is_file() else None
     if not Path(resume).is_file():
         raise FileNotFoundError(f"--resume {resume!r}: no such checkpoint")
-    check_checkpoint_file(Path(resume))  # empty / truncated / not torch: one line before the model is built
     return resume
+
+
+def check_resume(path: str | None, configs: dict[str, Any]) -> None:
+    """Read the resume checkpoint through the guarded path and check it fits the config, before the model is built.
+
+    Lightning reads it again when `fit` starts, through `AtomicCheckpointIO.load_checkpoint` (the same guarded read).
+    """
+    from robovlms_mobile.trainer import check_same_shape
+
+    if path is not None:
+        check_same_shape(load_checkpoint(path), configs, f"--resume {path}")
 
 
 class OutputDirError(OSError):
@@ -207,6 +214,7 @@ def train(
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_output_dir(out)
     ckpt_path = resolve_resume(resume, out)
+    check_resume(ckpt_path, configs)
     configs["output_dir"] = str(out)
     seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
     trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)

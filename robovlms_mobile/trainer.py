@@ -183,7 +183,7 @@ def check_same_shape(checkpoint: dict[str, Any], configs: dict[str, Any], what: 
     if not isinstance(info, dict):
         raise CheckpointError(f"{what}: not a robovlms-mobile checkpoint (no '{PLUGIN_KEY}' entry)")
     if info.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{what}: checkpoint format {str(info.get('format_version'))[:20]!r}; this robovlms-mobile "
+        raise CheckpointError(f"{what}: checkpoint format {repr(info.get('format_version'))[:40]}; this robovlms-mobile "
                               f"reads format {FORMAT_VERSION}")
     stored = info.get("config") if isinstance(info.get("config"), dict) else {}
     if stored.get("trainer_type") != "MobileVLATrainer":

@@ -25,7 +25,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     for module, name in (("robovlms_mobile.config", "ConfigError"),
                          ("robovlms_mobile.data.dataset", "InvalidEpisodesError"),
                          ("robovlms_mobile.launcher", "OutputDirError"),
-                         ("robovlms_mobile.checkpoint", "UnsafeCheckpointError"),
+                         ("robovlms_mobile.checkpoint", "CheckpointError"),
                          ("robovlms_mobile.model.model_folder", "BaseModelError")):
         mod = sys.modules.get(module)  # only modules the command imported can have raised their errors
         if mod is not None and isinstance(getattr(mod, name, None), type):

@@ -68,10 +68,14 @@ def build_processor(tokenizer_config: dict[str, Any]) -> Any:
     if kind not in TOKENIZER_TYPES:
         raise BaseModelError(f"tokenizer.type {kind!r}: expected one of {list(TOKENIZER_TYPES)}")
     folder = check_model_folder(tokenizer_config.get("pretrained_model_name_or_path"), origin="tokenizer folder")
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # Kosmos-2's processor logs "Special tokens have been added" on every load
     try:
         processor = getattr(transformers, kind).from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - any failure is reported in one line; nothing falls back
         raise BaseModelError(f"base model folder {str(folder)!r}: processor does not load ({_one_line(exc)})") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     if kind == "AutoProcessor":
         processor.tokenizer = update_tokenizer(processor.tokenizer, tokenizer_config)
         return processor

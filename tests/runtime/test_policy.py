@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import PLUGIN_KEY, UnsafeCheckpointError
+from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
 from robovlms_mobile.data.episode import read_frames_rgb
 from robovlms_mobile.data.prompt import encode_prompts
@@ -26,13 +26,9 @@ def policy(tiny_checkpoint, tiny_model_dir) -> MobileVLAPolicy:
 
 
 def training_forward(policy: MobileVLAPolicy, rgb: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The training-time forward (whole window at once, non-streaming head) -> (B, W, n, 2) normalised."""
-    policy.head.streaming = False
-    try:
-        with torch.inference_mode():
-            return policy.model.forward_continuous(rgb, text, attention_mask=mask, mode="inference")[0]
-    finally:
-        policy.head.streaming = True
+    """The training-time forward (whole window at once; the head streams only inside a query) -> (B, W, n, 2) normalised."""
+    with torch.inference_mode():
+        return policy.model.forward_continuous(rgb, text, attention_mask=mask, mode="inference")[0]
 
 
 def test_streaming_equals_training_forward(policy, tmp_path):
@@ -171,7 +167,7 @@ def test_pickled_payload_checkpoint_is_refused(tmp_path, tiny_model_dir, capsys)
 
 def test_non_plugin_checkpoint_is_refused(tmp_path, tiny_model_dir):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "plain.ckpt")
-    with pytest.raises(ValueError, match="not a robovlms-mobile checkpoint"):
+    with pytest.raises(CheckpointError, match="not a robovlms-mobile checkpoint"):
         MobileVLAPolicy.from_checkpoint(tmp_path / "plain.ckpt", base_model_dir=tiny_model_dir)
 
 
@@ -180,6 +176,7 @@ def test_base_model_dir_overrides_and_is_checked(tiny_checkpoint, tiny_model_dir
     shutil.copytree(tiny_model_dir, moved)
     policy = MobileVLAPolicy.from_checkpoint(tiny_checkpoint, base_model_dir=moved)
     assert policy.configs["vlm"]["pretrained_model_name_or_path"] == str(moved.resolve())
+    assert policy.metadata.model_dir == moved and policy.describe()["instructions"]
     assert policy.configs["tokenizer"]["pretrained_model_name_or_path"] == str(moved.resolve())
     with pytest.raises(BaseModelError, match="no config.json"):
         MobileVLAPolicy.from_checkpoint(tiny_checkpoint, base_model_dir=tmp_path / "missing")
