@@ -10,6 +10,7 @@ the `ros` extra (PyPI wheels); they are imported only when the node starts, afte
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from robovlms_mobile.ros.safety import Command
 
 ROS_HINT = ("rclpy is not importable: install the ROS 2 wheels (`pip install 'robovlms-mobile[ros]'` or "
             "`pip install -r requirements-ros.txt`), or run inside a sourced ROS 2 environment")
+
+
+TEARDOWN_S = 10.0  # seconds allowed for node/middleware teardown after the closing zero
 
 
 class RosUnavailableError(ImportError):
@@ -175,9 +179,19 @@ def run_node(controller: DriveController, topics: Topics, node_name: str = "mobi
         node.publisher.publish(fill_twist(Twist(), Command(0.0, 0.0, "estop")))
         node.publisher.wait_for_all_acked(Duration(seconds=1.0))
         log(f"ros-bridge: stopped, zero published ({controller.stats()})", flush=True)
+        # the stop is out: a middleware teardown that hangs must not keep the process alive
+        guard = threading.Timer(TEARDOWN_S, _exit_after_teardown_timeout, args=(log,))
+        guard.daemon = True
+        guard.start()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
         worker.join(timeout=2.0)
+        guard.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _exit_after_teardown_timeout(log: Any) -> None:
+    log(f"ros-bridge: node teardown took over {TEARDOWN_S:.0f} s after the zero was published; exiting", flush=True)
+    os._exit(0)

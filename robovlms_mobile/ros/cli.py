@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-linear-y", type=float, default=MAX_SPEED, help="m/s (default: %(default)s)")
     p.add_argument("--deadline", type=float, default=0.5, help="watchdog: seconds without a fresh action before zero (default: %(default)s)")
     p.add_argument("--max-accel", type=float, default=2.0, help="m/s^2 on the velocity vector; 0 = off (default: %(default)s)")
+    p.add_argument("--stop-speed", type=float, default=0.0,
+                   help="m/s: an action with both axes below this is a stop, published as zero at once (the "
+                        "simulator's rule is 0.2875 = 0.25 x max speed) (default: %(default)s: only an exact zero)")
     p.add_argument("--max-rate-hz", type=float, default=20.0, help="most /cmd_vel messages per second (default: %(default)s)")
     p.add_argument("--publish-hz", type=float, default=20.0, help="/cmd_vel timer (default: %(default)s)")
     p.add_argument("--tick-hz", type=float, default=10.0,
@@ -83,10 +86,10 @@ def run_bridge(args: argparse.Namespace) -> int:
             raise ValueError(f"--max-accel must be >= 0 (0 = off), got {args.max_accel}")
         try:
             config = SafetyConfig(args.max_linear_x, args.max_linear_y, args.deadline, args.max_accel or None,
-                                  args.max_rate_hz)
+                                  args.max_rate_hz, args.stop_speed)
         except ValueError as exc:  # name the flag, not the field
             names = {"max_linear_x": "--max-linear-x", "max_linear_y": "--max-linear-y", "deadline_s": "--deadline",
-                     "max_accel": "--max-accel", "max_rate_hz": "--max-rate-hz"}
+                     "max_accel": "--max-accel", "max_rate_hz": "--max-rate-hz", "stop_speed": "--stop-speed"}
             message = str(exc)
             for field, flag in names.items():
                 message = message.replace(f"safety {field}", flag)

@@ -1,8 +1,11 @@
-"""Camera messages -> RGB uint8 frames, from their fields (sensor_msgs/Image, sensor_msgs/CompressedImage).
+"""Camera messages -> RGB uint8 frames, from their fields: the one converter for ROS image messages.
 
-Functions take the message object and read only its documented fields, so they are tested
-without rclpy. Encodings: rgb8, bgr8 (what OpenCV-based drivers publish; the robot's V4 data
-was BGR too), rgba8, bgra8, mono8.
+Used by the live bridge and meant for every other reader of sensor_msgs/Image and
+sensor_msgs/CompressedImage (bag conversion: `message_to_rgb(msg, compressed)`). Functions read
+only the messages' documented fields, so they work on rclpy messages, mcap-decoded messages and
+plain objects alike, without rclpy. Encodings: rgb8, bgr8 (what OpenCV-based drivers publish; the
+robot's V4 data was BGR too), rgba8, bgra8, mono8; compressed: JPEG and PNG. Every refusal is a
+ValueError with one line saying what was expected.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import numpy as np
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+MAX_PIXELS = 50_000_000  # larger frames are refused before any decode (a camera frame is ~1-10 Mpx)
 
 
 def image_msg_to_rgb(msg: Any) -> np.ndarray:
@@ -21,6 +25,8 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
     if encoding not in CHANNELS:
         raise ValueError(f"image encoding {msg.encoding!r} is not supported; use one of {sorted(CHANNELS)}")
     h, w, c = int(msg.height), int(msg.width), CHANNELS[encoding]
+    if h <= 0 or w <= 0 or h * w > MAX_PIXELS:
+        raise ValueError(f"image size {w}x{h}: expected 1..{MAX_PIXELS} pixels")
     step = int(msg.step) or w * c
     data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
     if step < w * c or data.size < step * h:
@@ -35,8 +41,24 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
 
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG/PNG) -> RGB uint8 (H, W, 3)."""
+    """sensor_msgs/CompressedImage (JPEG/PNG) -> RGB uint8 (H, W, 3); ValueError if it does not decode."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(bytes(msg.data)), formats=("JPEG", "PNG")) as img:
-        return np.array(img.convert("RGB"))
+    data = bytes(msg.data)
+    if not data:
+        raise ValueError("empty CompressedImage: expected JPEG or PNG bytes")
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ValueError(f"CompressedImage of {img.width}x{img.height}: expected at most {MAX_PIXELS} pixels")
+            return np.array(img.convert("RGB"))
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
+        raise ValueError(f"CompressedImage (format {getattr(msg, 'format', '?')!r}) does not decode as JPEG/PNG "
+                         f"({type(exc).__name__})") from None
+
+
+def message_to_rgb(msg: Any, compressed: bool) -> np.ndarray:
+    """Either message type -> RGB uint8 (H, W, 3)."""
+    return compressed_msg_to_rgb(msg) if compressed else image_msg_to_rgb(msg)

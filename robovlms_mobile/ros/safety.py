@@ -15,7 +15,8 @@ through `SafetyLayer.command()`:
   speed (the direction is kept: a mecanum diagonal stays a diagonal);
 - rate limits: acceleration (vector slew limit, `max_accel` m/s^2) and publications (at most
   `max_rate_hz`). Stopping is never delayed by either: a stop (e-stop, watchdog, or a zero
-  action from the policy) is published at once, unramped.
+  action from the policy — or one with both axes below `stop_speed`) is published at once as an
+  exact zero, unramped.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SafetyConfig:
     deadline_s: float = 0.5
     max_accel: float | None = 2.0  # m/s^2 on the velocity vector; None = no slew limit
     max_rate_hz: float = 20.0
+    stop_speed: float = 0.0  # an action with both axes below this (m/s) is a stop: exact zero, at once
 
     def __post_init__(self) -> None:
         for name in ("max_linear_x", "max_linear_y", "deadline_s", "max_rate_hz"):
@@ -51,6 +53,8 @@ class SafetyConfig:
         if self.max_accel is not None and not (_is_number(self.max_accel) and math.isfinite(self.max_accel)
                                                and self.max_accel > 0):
             raise ValueError(f"safety max_accel must be > 0 or None, got {self.max_accel!r}")
+        if not (_is_number(self.stop_speed) and math.isfinite(self.stop_speed) and self.stop_speed >= 0):
+            raise ValueError(f"safety stop_speed must be a finite number >= 0, got {self.stop_speed!r}")
 
 
 class Command(NamedTuple):
@@ -195,7 +199,7 @@ class SafetyLayer:
                 return Command(0.0, 0.0, STALE)
             state = self.state(now)
             out, clamped, limited = ZERO, False, False
-            if state == OK:
+            if state == OK and max(abs(self._action[0]), abs(self._action[1])) >= cfg.stop_speed:
                 out, clamped = clamp_velocity(*self._action, cfg.max_linear_x, cfg.max_linear_y)
             since = math.inf if self._last_publish is None else now - self._last_publish
             stopping = out == ZERO and self._last_output != ZERO  # never delayed by the rate limit nor ramped

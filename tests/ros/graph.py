@@ -47,7 +47,7 @@ class Proc:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
-    def stop(self, timeout: float = 20) -> int:
+    def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -60,6 +60,7 @@ def test_without_rclpy_the_command_says_what_to_do():
     ({"ROS_STATIC_PEERS": "192.0.2.1"}, [], "$ROS_STATIC_PEERS is set"),
     ({}, ["--max-linear-x", "nan"], "--max-linear-x must be a finite number > 0"),
     ({}, ["--tick-hz", "0"], "--tick-hz must be a finite number > 0"),
+    ({}, ["--stop-speed", "-1"], "--stop-speed must be a finite number >= 0"),
     ({}, ["--image-service", "get_image_service", "--image-service-type", "sensor_msgs/GetImage"],
      "--image-service-type 'sensor_msgs/GetImage': sensor_msgs.srv has no service 'GetImage'"),
     ({}, ["--image-service", "get_image_service", "--image-service-type", "os/srv/System"],
@@ -72,6 +73,7 @@ def test_refusals_are_one_line_before_any_node_starts(env, flag, expected, monke
         pytest.skip("needs the ROS 2 wheels")
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # restored after the test
     monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert main(["ros-bridge", "--server", "http://127.0.0.1:9", "--instruction", "go", *flag]) == 2

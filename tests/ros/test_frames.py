@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robovlms_mobile.ros.frames import compressed_msg_to_rgb, image_msg_to_rgb
+from robovlms_mobile.ros.frames import compressed_msg_to_rgb, image_msg_to_rgb, message_to_rgb
 
 RGB = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
 
@@ -54,3 +54,25 @@ def test_compressed_png():
     buf = io.BytesIO()
     Image.fromarray(RGB).save(buf, format="PNG")
     np.testing.assert_array_equal(compressed_msg_to_rgb(SimpleNamespace(format="png", data=buf.getvalue())), RGB)
+
+
+@pytest.mark.parametrize("data, match", [(b"", "empty CompressedImage"), (b"\xff\xd8not a jpeg", "does not decode"),
+                                         (b"GIF89a....", "does not decode")])
+def test_bad_compressed_images_are_refused(data, match):
+    with pytest.raises(ValueError, match=match):
+        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data))
+
+
+@pytest.mark.parametrize("height, width", [(0, 5), (-1, 5), (100_000, 100_000)])
+def test_bad_image_sizes_are_refused(height, width):
+    bad = msg(RGB, "rgb8")
+    bad.height, bad.width = height, width
+    with pytest.raises(ValueError, match="image size"):
+        image_msg_to_rgb(bad)
+
+
+def test_one_entry_point_for_both_message_types():
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, format="PNG")
+    np.testing.assert_array_equal(message_to_rgb(SimpleNamespace(format="png", data=buf.getvalue()), compressed=True), RGB)
+    np.testing.assert_array_equal(message_to_rgb(msg(RGB[..., ::-1], "bgr8"), compressed=False), RGB)

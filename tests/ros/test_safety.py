@@ -173,7 +173,8 @@ def test_acceleration_limit_is_on_the_vector_and_bounded_after_a_pause():
 
 
 @pytest.mark.parametrize("field, value", [("max_linear_x", 0), ("deadline_s", -1), ("max_rate_hz", math.nan),
-                                          ("max_accel", 0.0), ("max_linear_y", math.inf)])
+                                          ("max_accel", 0.0), ("max_linear_y", math.inf), ("stop_speed", -0.1),
+                                          ("stop_speed", math.nan)])
 def test_invalid_config_is_refused(field, value):
     with pytest.raises(ValueError, match=field):
         SafetyConfig(**{field: value})
@@ -200,3 +201,17 @@ def test_estop_epoch_refuses_answers_computed_across_it():
     clock.advance(0.1)
     assert not safety.submit([0.4, 0.0], epoch=epoch) and safety.refused_stale == 1
     assert safety.submit([0.4, 0.0], epoch=safety.epoch)
+
+
+def test_below_stop_speed_is_a_stop_at_once():
+    safety, clock = layer(max_accel=0.5, stop_speed=0.1)
+    for _ in range(25):
+        safety.submit([0.8, 0.0])
+        safety.command()
+        clock.advance(0.1)
+    clock.advance(0.02)
+    safety.submit([0.09, -0.05])  # both axes below 0.1 m/s: the policy means stop
+    assert safety.command()[:3] == (0.0, 0.0, OK)
+    clock.advance(0.1)
+    safety.submit([0.0, 0.15])  # one axis at or above it: motion (ramped up again)
+    assert safety.command().linear_y > 0.0
