@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.checkpoint import check_checkpoint_file, load_checkpoint
+from robovlms_mobile.checkpoint import load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
 from robovlms_mobile.registry import register
 
