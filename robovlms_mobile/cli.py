@@ -98,12 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:
-        # imported only on failure, so `--help` and light commands stay fast
-        from robovlms_mobile.config import ConfigError
-        from robovlms_mobile.data.dataset import InvalidEpisodesError
-        from robovlms_mobile.launcher import OutputDirError
-
-        if isinstance(exc, (ConfigError, InvalidEpisodesError, FileNotFoundError, PermissionError, OutputDirError)):
+        # user-input error classes, looked up only in modules already imported (the one that raised is)
+        names = (("robovlms_mobile.config.load", "ConfigError"), ("robovlms_mobile.data.dataset", "InvalidEpisodesError"),
+                 ("robovlms_mobile.launcher", "OutputDirError"))
+        user_errors = tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+        if isinstance(exc, (*user_errors, FileNotFoundError, PermissionError)):
             print(f"robovlms-mobile {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise
