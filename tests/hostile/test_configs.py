@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TIMEOUT = 120
+TIMEOUT = 120  # seconds per CLI run (a hang fails the case, it does not stall the suite)
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -24,6 +24,13 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "robovlms_mobile.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT)
+
+
+def cli_slow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`robovlms-mobile ARGS` that trains (minutes on a shared CPU)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "robovlms_mobile.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
 
 
 BATCH = r"""
@@ -270,3 +277,18 @@ def test_gpu_accelerator_without_a_gpu(base, tmp_path):
     cfg["trainer"]["accelerator"] = "gpu"
     path = write(tmp_path, cfg)
     assert_one_line_error(cli("train", str(path), cwd=tmp_path), "'trainer.accelerator' = 'gpu': no GPU is visible here")
+
+
+@pytest.mark.slow
+def test_output_dir_at_an_existing_folder_is_written_into_not_emptied(tiny_config, tmp_path):
+    folder = tmp_path / "my_folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep")
+    (folder / "sub" / "data.bin").write_bytes(b"\0" * 10)
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    cfg = {**tiny_config, "output_root": str(folder)}
+    path = write(tmp_path, cfg)
+    proc = cli_slow("train", str(path), "--output-dir", str(folder), "--max-steps", "1", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    assert set(before) <= after and (folder / "notes.txt").read_text() == "keep" and (folder / "last.ckpt").is_file()
