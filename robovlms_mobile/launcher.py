@@ -193,13 +193,13 @@ def train(
     callbacks: list | None = None,
 ) -> dict[str, Any]:
     """Train from a config file (or dict); returns final metrics and the checkpoint paths."""
+    configs, notes = prepare_config(config)  # before any upstream import: a bad config costs one line, nothing else
+    source = "config" if isinstance(config, dict) else str(config)
+    check_hardware_and_model(configs, source)
     register()
     from lightning import seed_everything
     from robovlms.train.base_trainer import BaseTrainer
 
-    configs, notes = prepare_config(config)
-    source = "config" if isinstance(config, dict) else str(config)
-    check_hardware_and_model(configs, source)
     if int(os.environ.get("RANK", 0)) == 0:
         for line in notes:
             print(f"robovlms-mobile train: notice: {source}: {line}", file=sys.stderr)

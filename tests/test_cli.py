@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
-COMMANDS = ["train", "demo", "make-tiny-model", "generate-episodes"]
+COMMANDS = ["train", "demo", "make-tiny-model", "generate-episodes", "config"]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -36,7 +36,8 @@ def test_train_reports_bad_config_key_in_one_line(tiny_config, tmp_path):
     path.write_text(json.dumps(tiny_config))
     out = run("train", str(path), "--output-dir", str(tmp_path / "o"))
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith("robovlms-mobile train: error: unknown key 'train_dataset.windw'")
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"robovlms-mobile train: error: {path}: unknown key 'train_dataset.windw'")
 
 
 def test_train_lists_every_invalid_episode(tiny_config, episodes_dir, tmp_path):

@@ -77,6 +77,12 @@ def test_mismatched_action_scale_between_splits(cfg):
         validate_config(cfg)
 
 
+def test_split_settings_must_agree_between_sections(cfg):
+    cfg["val_dataset"]["val_ratio"] = 0.3  # a different split of the same files would put episodes in both
+    with pytest.raises(ConfigError, match="'train_dataset.val_ratio' \\(0.2\\) and 'val_dataset.val_ratio' \\(0.3\\) must match"):
+        validate_config(cfg)
+
+
 def test_missing_required_key(cfg):
     del cfg["window_size"]
     with pytest.raises(ConfigError, match="missing required key 'window_size'"):

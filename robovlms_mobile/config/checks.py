@@ -70,6 +70,13 @@ def string(v: Any) -> str | None:
     return None if isinstance(v, str) and v.strip() else "a non-empty string"
 
 
+def path_like(v: Any) -> str | None:
+    """A non-empty path string (or a pathlib path: upstream main.py turns the roots into Path objects)."""
+    import os
+
+    return None if isinstance(v, os.PathLike) or (isinstance(v, str) and v.strip()) else "a path"
+
+
 def name(v: Any) -> str | None:
     """A plain folder name: letters, digits and ._+=- (no '/', no '..')."""
     return None if isinstance(v, str) and NAME_RE.match(v) and ".." not in v else "a plain name (letters, digits, ._+=-; no '/' or '..')"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robovlms_mobile.config.checks import (Check, anything, boolean, integer, is_false, is_null, list_of, name, number, obj,
-                                           one_of, optional, paths, string)
+                                           one_of, optional, path_like, paths, string)
 from robovlms_mobile.task import CHUNK, MAX_SPEED, WINDOW
 
 USED, MAPPED, NO_EFFECT = "used", "mapped", "no effect here"
@@ -114,9 +114,9 @@ TOP: dict[str, Key] = {
     "vision_masked_ratio": no_effect("masked-image loss is off (use_mim_obs_loss)", number(0, 1), equals(0, 0.0)),
     "use_tube_mask": no_effect("masked-image loss is off", boolean),
     "act_encoder": no_effect("no action encoder on this path", optional(obj)),
-    "output_root": used("checkpoints go to <output_root>/<exp_name> (written into, never emptied)", string),
-    "log_root": no_effect("logs go to <output_dir>/logs", optional(string), _always),
-    "cache_root": no_effect("the frame cache is train_dataset.cache_dir", optional(string), _always),
+    "output_root": used("checkpoints go to <output_root>/<exp_name> (written into, never emptied)", path_like),
+    "log_root": no_effect("logs go to <output_dir>/logs", optional(path_like), _always),
+    "cache_root": no_effect("the frame cache is train_dataset.cache_dir", optional(path_like), _always),
     "gpus": used("devices when trainer.devices is not set (upstream's name); the launcher records the count", POS_INT),
     "num_nodes": used("machines for DDP (-> trainer.num_nodes)", POS_INT),
     "gradient_clip_val": used("gradient clipping when trainer.gradient_clip_val is not set", optional(number(0))),
@@ -136,8 +136,8 @@ TOP: dict[str, Key] = {
     "norm_max": mapped("see norm_action: the scale is max_speed, not a clip at norm_max", number()),
     **{alias: mapped("another name of fwd_pred_next_n (the chunk length)", POS_INT) for alias in CHUNK_ALIASES},
     # written by launchers into the config they train with (and so found in checkpoints)
-    "output_dir": used("set by the launcher: the run's checkpoint folder", optional(string)),
-    "log_dir": used(UPSTREAM_ARG, optional(string)),
+    "output_dir": used("set by the launcher: the run's checkpoint folder", optional(path_like)),
+    "log_dir": used(UPSTREAM_ARG, optional(path_like)),
     "raw_config_path": used(UPSTREAM_ARG, optional(string)),
     "config": used(UPSTREAM_ARG, optional(string)),
     "data_dir": used(UPSTREAM_ARG, optional(string)),

@@ -96,10 +96,15 @@ def _parent_path(parent: str, child: Path) -> Path:
     return first
 
 
-def load_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+def load_config(path: str | Path, _chain: tuple[Path, ...] = (), _referrer: Path | None = None) -> dict[str, Any]:
     """Load a JSON config, merging its `parent` chain (resolved from the cwd, as upstream does, else beside the file)."""
     path = Path(path)
-    raw = parse_config(read_config_bytes(path), path)
+    try:
+        raw = parse_config(read_config_bytes(path), path)
+    except ConfigError as exc:
+        if _referrer is None:
+            raise
+        raise ConfigError(f"{_referrer}: key 'parent': {exc}") from None
     here = path.resolve()
     chain = (*_chain, here)
     config: dict[str, Any] = {}
@@ -115,5 +120,5 @@ def load_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
             raise ConfigError(f"{path}: key 'parent': {parent!r} makes a cycle ({loop}); expected a chain that ends")
         if len(chain) >= MAX_PARENT_DEPTH:
             raise ConfigError(f"{path}: key 'parent': more than {MAX_PARENT_DEPTH} levels of parents; expected a short chain")
-        deep_update(config, load_config(parent_path, chain))
+        deep_update(config, load_config(parent_path, chain, path))
     return deep_update(config, raw)

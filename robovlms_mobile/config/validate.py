@@ -116,4 +116,10 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
         for key in ("max_speed", "prompt_template", "split_file"):  # one split file for both, or val could leak
             if sa.get(key) != sb.get(key):
                 raise ConfigError(f"{source}: '{a}.{key}' ({sa.get(key)!r}) and '{b}.{key}' ({sb.get(key)!r}) must match")
+        same_files = sa.get("data_dir") == sb.get("data_dir") and sa.get("pattern") == sb.get("pattern")
+        if same_files and not sa.get("split_file"):  # one seeded split of the same files, or episodes cross it
+            for key, default in (("val_ratio", 0.1), ("split_seed", 0)):
+                if sa.get(key, default) != sb.get(key, default):
+                    raise ConfigError(f"{source}: '{a}.{key}' ({sa.get(key, default)!r}) and '{b}.{key}' "
+                                      f"({sb.get(key, default)!r}) must match: one split of the same episodes")
     return configs
