@@ -2,6 +2,6 @@
 
 import sys
 
-from robovlms_mobile.cli.main import main
+from robovlms_mobile.cli.commands import main
 
 sys.exit(main())
