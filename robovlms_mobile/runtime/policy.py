@@ -66,8 +66,9 @@ class MobileVLAPolicy:
     """Frames + instruction -> (chunk, 2) velocities in m/s, through a trained plugin checkpoint."""
 
     def __init__(self, module: Any, *, max_speed: float, prompt_template: str, strategy: StrategySpec | None = None,
-                 source: str = "<module>"):
+                 source: str = "<module>", metadata: Any = None):
         self.module = module
+        self.metadata = metadata  # the checkpoint's plugin metadata (None for a module built in process)
         self.model = module.model
         self.configs = module.configs
         self.max_speed = float(max_speed)
@@ -95,7 +96,7 @@ class MobileVLAPolicy:
 
         module, info = load_for_inference(path, base_model_dir, device=device)
         return cls(module, max_speed=info["action_scale"]["max_speed"], prompt_template=info["prompt"]["template"],
-                   strategy=strategy, source=str(path))
+                   strategy=strategy, source=str(path), metadata=info)
 
     @property
     def device(self) -> torch.device:

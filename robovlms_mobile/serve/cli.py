@@ -128,12 +128,9 @@ def _load_policy(args: argparse.Namespace, strategy: object):
     """(MobileVLAPolicy, the checkpoint's training instructions or None) from one guarded load."""
     import torch
 
-    from robovlms_mobile.runtime.loader import load_for_inference
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
     from robovlms_mobile.serve.instructions import trained_instructions
 
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    module, info = load_for_inference(args.checkpoint, args.base_model_dir, device=device)
-    policy = MobileVLAPolicy(module, max_speed=info["action_scale"]["max_speed"], prompt_template=info["prompt"]["template"],
-                             strategy=strategy, source=str(args.checkpoint))
-    return policy, trained_instructions(info)
+    policy = MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir, strategy=strategy, device=device)
+    return policy, trained_instructions(policy.metadata)
