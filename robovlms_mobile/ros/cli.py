@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--server", help="policy server URL, e.g. http://127.0.0.1:8000")
     src.add_argument("--checkpoint", help="plugin checkpoint to run in this process")
     p.add_argument("--base-model-dir", help="with --checkpoint: the Kosmos-2 folder it was trained on")
-    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"), help=f"with --server (default: ${API_KEY_ENV}, else $VLA_API_KEY)")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"),
+                   help=f"with --server (default: ${API_KEY_ENV}, else $VLA_API_KEY)")
     p.add_argument("--api", choices=("native", "original"), default="native",
                    help="with --server: native = robovlms-mobile serve (/reset + /act episodes); original = the lab's "
                         "earlier inference server (POST /predict, one global history) (default: %(default)s)")
@@ -80,8 +81,10 @@ def _source(args: argparse.Namespace):
         client = PolicyClient(args.server, api_key=args.api_key, api=args.api)
         try:  # fail now, not at the first frame, if the server is not there or refuses the key
             health = client.health()
-        except (ConnectionError, PolicyServerError) as exc:
-            raise RuntimeError(f"policy server {args.server} is not usable ({exc})") from None
+        except ConnectionError as exc:
+            raise RuntimeError(f"policy server {args.server} is not reachable ({exc})") from None
+        except PolicyServerError as exc:
+            raise RuntimeError(f"policy server {args.server} refused /health ({exc})") from None
         if args.api == "original":
             if health.get("model_loaded") is False:
                 raise RuntimeError(f"policy server {args.server} says its model is not loaded (/health model_loaded false)")

@@ -87,6 +87,7 @@ REQUESTS = {
     "predict: unknown field": ("/predict", {"json": {"image": GOOD, "instruction": "go", "speed": 9}, "headers": {"X-API-Key": KEY}}, 422, "unknown_field", "'speed'"),
     "predict: vlm_model not kosmos": ("/predict", {"json": {"image": GOOD, "instruction": "go", "vlm_model": "paligemma"}, "headers": {"X-API-Key": KEY}}, 422, "invalid_field", "'vlm_model'"),
     "predict: strategy unknown": ("/predict", {"json": {"image": GOOD, "instruction": "go", "strategy": "fastest"}, "headers": {"X-API-Key": KEY}}, 422, "invalid_field", "'strategy'"),
+    "predict: 100k unknown fields": (*raw_json("/predict", json.dumps({f"k{i}": 0 for i in range(100_000)})), 422, "unknown_field", "and 99990 more"),
     "predict: body is a list": ("/predict", {"json": [GOOD, "go"], "headers": {"X-API-Key": KEY}}, 422, "invalid_field", "must be an object"),
     "predict: form body": ("/predict", {"data": {"instruction": "go"}, "headers": {"X-API-Key": KEY}}, 415, "unsupported_media_type", "application/json"),
     "predict: no key": ("/predict", {"json": {"image": GOOD, "instruction": "go"}}, 403, "invalid_api_key", "Invalid API Key"),
