@@ -131,8 +131,10 @@ def _source(args: argparse.Namespace):
         client = PolicyClient(args.server, api_key=args.api_key, api=args.api)
         try:  # fail now, not at the first frame, if the server is not there or refuses the key
             health = client.health()
-        except (ConnectionError, PolicyServerError) as exc:
-            raise RuntimeError(f"policy server {args.server} is not usable ({exc})") from None
+        except ConnectionError as exc:
+            raise RuntimeError(f"policy server {args.server} is not reachable ({exc})") from None
+        except PolicyServerError as exc:
+            raise RuntimeError(f"policy server {args.server} refused /health ({exc})") from None
         if args.api == "original":
             if health.get("model_loaded") is False:
                 raise RuntimeError(f"policy server {args.server} says its model is not loaded (/health model_loaded false)")

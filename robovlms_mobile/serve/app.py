@@ -43,7 +43,7 @@ from robovlms_mobile.serve.episodes import EpisodeStore
 from robovlms_mobile.serve.errors import ApiError, install_error_handlers
 from robovlms_mobile.serve.images import ImageLimits, decode_image
 from robovlms_mobile.serve.instructions import InstructionBook
-from robovlms_mobile.serve.requests import (check_bool, check_choice, check_episode_id, check_fields, check_instruction,
+from robovlms_mobile.serve.parsing import (check_bool, check_choice, check_episode_id, check_fields, check_instruction,
                                             decode_base64, read_json)
 from robovlms_mobile.task import MAX_INSTRUCTION_CHARS
 

@@ -137,3 +137,24 @@ def test_our_client_drives_an_original_api_server(original_server, frames):
         with pytest.raises(PolicyServerError) as err:
             RemotePolicy(bad).act(frames[0], LEFT)
     assert err.value.status == 403
+
+
+def test_ros_bridge_source_speaks_the_original_api(original_server, frames):
+    """`ros-bridge --server URL --api original`: the bridge's action source posts /predict (no ROS needed here)."""
+    from robovlms_mobile.cli import build_parser
+    from robovlms_mobile.ros.cli import _source
+
+    args = build_parser().parse_args(["ros-bridge", "--server", original_server.url, "--api", "original", "--api-key", KEY,
+                                      "--instruction", LEFT])
+    source = _source(args)
+    try:
+        assert source.client.api == "original"
+        velocity = source.act(encode_jpeg_bgr(camera_frames(frames[:1])[0]), LEFT)
+        assert velocity.shape == (2,) and source.last["buffer_status"]["window"] == 1
+    finally:
+        source.close()
+
+
+def encode_jpeg_bgr(bgr: np.ndarray) -> bytes:
+    """A CompressedImage's payload as a ROS camera driver writes it (OpenCV JPEG of the bgr8 frame)."""
+    return cv2.imencode(".jpg", bgr)[1].tobytes()

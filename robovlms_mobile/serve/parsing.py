@@ -86,7 +86,8 @@ def check_fields(fields: Any, allowed: set[str], route: str) -> None:
     """422 naming any field `route` does not take."""
     unknown = sorted(str(k)[:60] for k in set(fields) - allowed)
     if unknown:
-        raise ApiError(422, "unknown_field", f"unknown field(s) {unknown}; {route} takes {sorted(allowed)}")
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise ApiError(422, "unknown_field", f"unknown field(s) {unknown[:10]}{more}; {route} takes {sorted(allowed)}")
 
 
 def decode_base64(value: Any) -> bytes:
