@@ -21,6 +21,7 @@ DATASET_KEYS = {
     "type": str, "data_dir": (str, list), "split": (str, type(None)), "val_ratio": (int, float),
     "split_seed": int, "max_speed": (int, float), "prompt_template": str, "pattern": str, "model_name": str,
     "skip_invalid": bool, "split_file": (str, type(None)), "cache_dir": (str, type(None)),
+    "require_full_chunks": bool,
 }
 HEAD_KEYS = {
     "type": str, "action_dim": int, "hidden_size": int, "num_layers": int, "policy_rnn_dropout_p": (int, float),

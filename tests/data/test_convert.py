@@ -13,8 +13,10 @@ import torch
 
 from robovlms_mobile.data.convert import ConversionError, convert_bag, convert_v5, read_bag
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.data.episode import check_episode, instruction_for
-from robovlms_mobile.data.synthetic import Scenario, event_types_for, generate_episodes, make_episode
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.format import Scenario, instruction_for
+from robovlms_mobile.data.synthetic import generate_episodes, make_episode
+from robovlms_mobile.data.writers import event_types_for
 
 from bags import MS, write_mcap, write_rosbag2
 
