@@ -230,7 +230,7 @@ def episode_name(start_ns: int, label: str) -> str:
 def check_scenario(scenario: str | None) -> str | None:
     """A scenario tag such as `1box_hori_left_core_medium`, checked; None passes through."""
     if scenario is not None and NAME_RE.fullmatch(scenario) is None:
-        raise ConversionError(f"--scenario {scenario!r}: expected <1box|2box>_<hori|vert>_<left|right>_<core|variant>_<close|medium|far>")
+        raise ConversionError(f"--scenario {scenario!r}: expected <1box|2box>[_<hori|vert>]_<left|right>[_<core|variant>][_<close|medium|far>]")
     return scenario
 
 

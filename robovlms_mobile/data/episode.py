@@ -190,10 +190,10 @@ def check_episode(path: Path | str, *, min_length: int, max_speed: float, frames
     try:
         mode = os.stat(check.path).st_mode
     except OSError as exc:
-        check.problems.append(Problem("error", "unreadable", f"cannot stat the file ({exc.strerror})"))
+        check.problems.append(Problem("error", "unreadable", f"not a readable HDF5 file ({exc.strerror})"))
         return check
     if not stat.S_ISREG(mode):
-        check.problems.append(Problem("error", "unreadable", "not a regular file (a FIFO, device or folder?)"))
+        check.problems.append(Problem("error", "unreadable", "not a readable HDF5 file: not a regular file (a FIFO, device or folder?)"))
         return check
     try:
         f = h5py.File(check.path, "r")

@@ -135,8 +135,8 @@ def test_bag_errors_name_the_problem(tmp_path, source):
         read_bag(mono, camera_topic="/camera/image_raw")
     with pytest.raises(ConversionError, match="--scenario"):
         convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw")
-    with pytest.raises(ConversionError, match="--scenario '1box_left'"):
-        convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw", scenario="1box_left")
+    with pytest.raises(ConversionError, match="--scenario '3box_left'"):  # '1box_left' is a valid (intermediate) V4 tag
+        convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw", scenario="3box_left")
     sqlite = write_rosbag2(tmp_path / "sqlite_bag", cam, cmds, parts=1, storage="sqlite3")
     with pytest.raises(ConversionError, match="storage 'sqlite3' is not supported"):
         read_bag(sqlite, camera_topic="/camera/image_raw")
