@@ -27,7 +27,7 @@ class Limits(NamedTuple):
 
 def _limits(args: argparse.Namespace) -> Limits:
     """Limits from flags, else the config (window_size, fwd_pred_next_n, train_dataset keys), else the defaults."""
-    from robovlms_mobile.data.dataset import min_episode_frames
+    from robovlms_mobile.data.format import min_episode_frames
 
     window, chunk, max_speed, pattern, full = DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED, "*.h5", False
     if args.config:

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.episode import Episode, EpisodeError
-from robovlms_mobile.data.format import MIN_EPISODE_FRAMES
+from robovlms_mobile.data.format import min_episode_frames
 from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
 from robovlms_mobile.data.scan import check_files, find_episode_files
@@ -54,11 +54,6 @@ class InvalidEpisodesError(ValueError):
         self.errors = list(errors)
         lines = "\n".join(f"  {e}" for e in self.errors)
         super().__init__(f"{len(self.errors)} invalid episode file(s):\n{lines}")
-
-
-def min_episode_frames(window_size: int, chunk: int, require_full_chunks: bool = False) -> int:
-    """Fewest frames an episode may have: window + chunk with `require_full_chunks`, else MIN_EPISODE_FRAMES."""
-    return int(window_size) + int(chunk) if require_full_chunks else MIN_EPISODE_FRAMES
 
 
 def window_starts(num_frames: int, window_size: int, chunk: int) -> list[int]:

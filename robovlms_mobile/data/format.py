@@ -29,6 +29,13 @@ MAX_FRAME_SIDE = 8192  # pixels, per side of a stored frame
 MAX_JPEG_BYTES = 32 * 2**20  # one stored JPEG frame
 MAX_COMPRESSION_RATIO = 1100  # gzip (deflate) cannot compress better than ~1032:1; more means unwritten data
 
+
+
+def min_episode_frames(window_size: int, chunk: int, require_full_chunks: bool = False) -> int:
+    """Fewest frames an episode may have: window + chunk with `require_full_chunks`, else MIN_EPISODE_FRAMES."""
+    return int(window_size) + int(chunk) if require_full_chunks else MIN_EPISODE_FRAMES
+
+
 # V4 vocabulary (the obstacle-course collector)
 N_BOXES, LAYOUTS, SIDES = (1, 2), ("hori", "vert"), ("left", "right")
 VARIANTS, DISTANCES = ("core", "variant"), ("close", "medium", "far")

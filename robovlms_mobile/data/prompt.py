@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from robovlms_mobile.task import MAX_PROMPT_TOKENS
+
+if TYPE_CHECKING:  # torch only for the annotation: config and the data CLI import this module, fast
+    import torch
 
 # Upstream RoboVLMs' Kosmos-2 text function (data_utils.get_text_function "kosmos") uses this
 # wording; keeping it means an upstream-trained checkpoint and ours read the same prompt.
