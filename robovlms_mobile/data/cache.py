@@ -97,7 +97,7 @@ class FrameCache:
             np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
             with h5py.File(episode.path, "r") as f:
                 for t in range(episode.num_frames):  # one frame at a time: bounded memory at 720x1280
-                    frame, bgr = read_frames_stored(f, episode, t, t + 1)
+                    frame, bgr = read_frames_stored(f, episode, t, t + 1, min_size=self.image_size)
                     fh.write(resize_frames(frame, self.image_size, bgr=bgr)[0].numpy().tobytes())
             finish()
 
