@@ -1,8 +1,8 @@
 """Read and check one robot episode file (spec §4, §7): V4 (`images`, BGR) or V5 (`observations/images`, RGB or JPEG).
 
 `check_episode` is the single source of truth for per-file checks: it collects every problem
-(error or warning) it can find; `load_episode` (the dataset) refuses a file with any error, and
-`robovlms-mobile data validate` prints them all. Files are untrusted: links and storage are
+(error or warning) it can find; the dataset and the training preflight refuse a file with any
+error, and `robovlms-mobile data validate` prints them all. Files are untrusted: links and storage are
 checked (`storage.py`) before anything is read, and every read is bounded by the sizes checked.
 """
 
@@ -398,11 +398,3 @@ def _check_frames(images: h5py.Dataset, storage: str, check: EpisodeCheck, tag: 
         if steps:
             which = f"all {n} frames are" if len(steps) == n else f"{len(steps)} frame(s) {steps[:10]} are"
             check.problems.append(Problem("warning", code, f"{tag} {which} {what}"))
-
-
-def load_episode(path: Path | str, *, min_length: int, max_speed: float) -> Episode:
-    """Open, check and summarise one file; raises EpisodeError naming the file and every error found."""
-    check = check_episode(path, min_length=min_length, max_speed=max_speed)
-    if check.errors:
-        raise check.error()
-    return check.episode

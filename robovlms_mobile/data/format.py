@@ -42,7 +42,6 @@ VARIANTS, DISTANCES = ("core", "variant"), ("close", "medium", "far")
 V4_ATTRS = ("episode_name", "num_frames", "total_duration", "action_chunk_size")
 # V5 vocabulary (the gradio target-reaching collector)
 V5_TARGETS, V5_PATHS = ("left", "center", "right"), ("left", "straight", "right")
-V5_SCENARIO_IDS = tuple(f"target_{t}_{p}_path" for t in V5_TARGETS for p in V5_PATHS) + tuple(f"free_{t}" for t in V5_TARGETS)
 V5_ATTRS = ("scenario", "pattern", "distance", "end_pos")
 
 # the one V4 scenario pattern: searched in file names, matched in full against tags
@@ -50,9 +49,10 @@ NAME_RE = re.compile(
     r"(?<![0-9a-z])(?P<boxes>[12]box)(?:_(?P<layout>hori|vert))?_(?P<side>left|right)"
     r"(?:_(?P<variant>core|variant))?(?:_(?P<distance>close|medium|far))?(?![0-9a-z])"
 )
+_T, _P = "|".join(V5_TARGETS), "|".join(V5_PATHS)
 V5_TAG_RE = re.compile(
-    r"(?P<scenario>target_(?P<target>left|center|right)_(?P<path>left|straight|right)_path|free_(?P<free>left|center|right))"
-    r"(?:__(?P<diversity>[0-9a-z_]+?))?__(?P<pattern>[0-9a-z-]+)__(?P<distance>[0-9a-z-]+)_(?P<end_pos>left|center|right)"
+    rf"(?P<scenario>target_(?P<target>{_T})_(?P<path>{_P})_path|free_(?P<free>{_T}))"
+    rf"(?:__(?P<diversity>[0-9a-z_]+?))?__(?P<pattern>[0-9a-z-]+)__(?P<distance>[0-9a-z-]+)_(?P<end_pos>{_T})"
 )
 V4_FIELDS = ("side", "boxes", "distance", "layout", "variant")  # strata, most important first
 V5_FIELDS = ("side", "path", "pattern", "distance", "end_pos")
