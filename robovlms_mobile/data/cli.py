@@ -100,7 +100,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_split(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.scan import check_files, find_episode_files
-    from robovlms_mobile.data.split_file import make_split, relative_names, stratum_of, write_split_file
+    from robovlms_mobile.data.format import scenario_fields
+    from robovlms_mobile.data.split_file import make_split, relative_names, write_split_file
 
     lim = _limits(args)
     root = Path(args.dir)
@@ -117,13 +118,14 @@ def _cmd_split(args: argparse.Namespace) -> int:
     doc = make_split([e for _, e in good], [n for n, _ in good], val=args.val, test=args.test, seed=args.seed, excluded=bad)
     out = write_split_file(args.out, doc)
     by_split = {e["file"]: s for s, entries in doc["splits"].items() for e in entries}
-    sides = Counter((by_split[n], stratum_of(e)[0]) for n, e in good)
-    boxes = Counter((by_split[n], stratum_of(e)[1]) for n, e in good)
+    fields = {n: list(scenario_fields(e.scenario, e.side).items()) for n, e in good}
+    sides = Counter((by_split[n], fields[n][0][1]) for n, _ in good)
+    second = Counter((by_split[n], "{}={}".format(*fields[n][1])) for n, _ in good)  # boxes (V4) or path (V5)
     print(f"{len(good)} episodes -> " + ", ".join(f"{s} {c}" for s, c in doc["counts"].items())
           + (f" ({len(bad)} invalid left out)" if bad else ""))
     for split in doc["counts"]:
         print(f"  {split:<5} side " + " ".join(f"{k}={sides[(split, k)]}" for k in sorted({k for _, k in sides}))
-              + "  boxes " + " ".join(f"{k}={boxes[(split, k)]}" for k in sorted({k for _, k in boxes})))
+              + "  " + " ".join(f"{k}:{second[(split, k)]}" for k in sorted({k for _, k in second})))
     print(f"split file: {out}  (dataset key \"split_file\": \"{out}\")")
     return 0
 
