@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.episode import check_episode, read_actions
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.fields import read_actions
 from robovlms_mobile.data.format import NAME_RE, instruction_for
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.writers import CHUNK_SIZE, event_types_for, write_episode_v4

@@ -8,7 +8,6 @@ checked (`storage.py`) before anything is read, and every read is bounded by the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -19,16 +18,15 @@ import h5py
 import numpy as np
 
 from robovlms_mobile.data.format import (EVENT_TYPES, MAX_EPISODE_FRAMES, MAX_FRAME_SIDE, MAX_JPEG_BYTES, MIN_EPISODE_FRAMES,
-                                         V4_IMAGES, V5_IMAGES, instruction_from_name, scenario_of, side_of, text)
-from robovlms_mobile.data.frames import decode_jpeg, is_jpeg_storage, jpeg_size
-from robovlms_mobile.data.frames import read_frames_rgb, read_frames_stored  # noqa: F401  (the readers' home is frames.py)
+                                         V4_IMAGES, V5_IMAGES, instruction_from_name, scenario_of, side_of)
+from robovlms_mobile.data.fields import content_hash, read_event_types, read_instruction
+from robovlms_mobile.data.frames import dark_and_flat_frames, is_jpeg_storage, jpeg_size
 from robovlms_mobile.data.storage import StorageError, member, storage_problem
-from robovlms_mobile.task import ACTION_AXES, MAX_INSTRUCTION_CHARS, check_instruction
+from robovlms_mobile.task import ACTION_AXES
 
 SIDE_RE = re.compile(r"(?:^|[_\W])(left|right)(?:$|[_\W])")
 BLACK_MAX = 10  # a frame whose brightest value is at most this is black (lens cap, camera off)
 CONSTANT_STD = 1.0  # a frame whose per-channel pixel std is below this is one flat colour (blank stream)
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> content hash, per process
 
 
 class EpisodeError(ValueError):
@@ -104,27 +102,6 @@ def _side_of(path: Path, instruction: str, scenario: str) -> str:
     return "unknown"
 
 
-def read_instruction(raw: h5py.Dataset | h5py.Group, tag: str) -> str:
-    """`language_instruction` as checked text; raises ValueError naming what was expected."""
-    where = f"{tag} 'language_instruction'"
-    if not isinstance(raw, h5py.Dataset):
-        raise ValueError(f"{where} is a group; expected a string dataset")
-    if raw.dtype.kind not in "SOU" or (raw.dtype.kind == "O" and h5py.check_string_dtype(raw.dtype) is None):
-        raise ValueError(f"{where} has dtype {raw.dtype}; expected a UTF-8 string")
-    if raw.ndim > 1 or raw.size == 0:
-        raise ValueError(f"{where} has shape {raw.shape}; expected one string (shape () or (1,))")
-    if raw.dtype.kind == "S" and raw.dtype.itemsize > 4 * MAX_INSTRUCTION_CHARS + 16:
-        raise ValueError(f"{where} is stored as {raw.dtype.itemsize}-byte strings; the limit is "
-                         f"{MAX_INSTRUCTION_CHARS} characters")
-    value = raw[()] if raw.ndim == 0 else raw[0]
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{where} is not valid UTF-8") from None
-    return check_instruction(str(value).strip("\x00"), where=where)
-
-
 def detect_generation(f: h5py.File) -> str:
     """'v4' or 'v5' from the keys present; raises KeyError naming what was expected (links are not followed)."""
     if f.get(V4_IMAGES, getlink=True) is not None:
@@ -134,49 +111,6 @@ def detect_generation(f: h5py.File) -> str:
             and f["observations"].get("images", getlink=True) is not None:
         return "v5"
     raise KeyError(f"no image data: expected '{V4_IMAGES}' (V4) or '{V5_IMAGES}' (V5), found keys {sorted(f.keys())[:20]}")
-
-
-def content_hash(path: Path, images: h5py.Dataset, actions: h5py.Dataset) -> str:
-    """sha256 of the actions and the *stored* image bytes (compressed chunks, JPEG bytes: no decoding).
-
-    Two files are duplicates when they hold the same recording byte for byte (a copy, a rename);
-    memoised per process on (path, size, mtime_ns), so a second scan costs nothing.
-    """
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _HASHES:
-        return _HASHES[key]
-    h = hashlib.sha256()
-    h.update(f"{images.shape}|{images.dtype}|{actions.shape}|{actions.dtype}".encode())
-    h.update(np.ascontiguousarray(actions[()]).tobytes())
-    dsid = images.id
-    if is_jpeg_storage(images):
-        for buf in images[()]:
-            h.update(len(buf).to_bytes(8, "little"))
-            h.update(buf.tobytes())
-    elif images.chunks is None:
-        h.update(np.ascontiguousarray(images[()]).tobytes())
-    else:
-        infos = sorted((dsid.get_chunk_info(i) for i in range(dsid.get_num_chunks())), key=lambda c: c.chunk_offset)
-        for info in infos:
-            h.update(dsid.read_direct_chunk(info.chunk_offset)[1])
-    _HASHES[key] = digest = h.hexdigest()
-    return digest
-
-
-def read_actions(f: h5py.File) -> np.ndarray:
-    """All action columns as float32 (T, 3) [linear_x, linear_y, angular_z] (angular_z 0 when absent)."""
-    raw = np.asarray(f["actions"][()], dtype=np.float32)
-    out = np.zeros((len(raw), 3), np.float32)
-    out[:, : min(3, raw.shape[1])] = raw[:, :3]
-    return out
-
-
-def read_event_types(f: h5py.File) -> list[str] | None:
-    """V4 `action_event_types` as str, or None when the file has none."""
-    if "action_event_types" not in f:
-        return None
-    return [text(v) for v in np.asarray(f["action_event_types"][()]).reshape(-1)]
 
 
 def check_episode(path: Path | str, *, min_length: int, max_speed: float, frames: bool = False,
@@ -385,13 +319,7 @@ def _check_events(f: h5py.File, check: EpisodeCheck, tag: str, n_frames: int | N
 
 
 def _check_frames(images: h5py.Dataset, storage: str, check: EpisodeCheck, tag: str) -> None:
-    black, flat = [], []
-    for t in range(images.shape[0]):  # one frame at a time (bounded by MAX_EPISODE_FRAMES): a 720p frame is 2.7 MB
-        frame = decode_jpeg(images[t]) if storage == "jpeg" else images[t]
-        if int(frame.max()) <= BLACK_MAX:
-            black.append(t)
-        elif float(frame.reshape(-1, frame.shape[-1]).std(axis=0).max()) < CONSTANT_STD:  # flat in every channel
-            flat.append(t)
+    black, flat = dark_and_flat_frames(images, storage, BLACK_MAX, CONSTANT_STD)
     n = images.shape[0]
     for code, steps, what in (("black_frames", black, f"black (max value <= {BLACK_MAX})"),
                               ("constant_frames", flat, "one flat colour (camera frozen or blank?)")):

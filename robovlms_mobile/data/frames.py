@@ -75,3 +75,15 @@ def read_frames_rgb(f: h5py.File, episode, start: int, stop: int) -> np.ndarray:
     """Frames [start, stop) as RGB uint8 (n, H, W, 3), reading only those frames."""
     frames, bgr = read_frames_stored(f, episode, start, stop)
     return np.ascontiguousarray(frames[..., ::-1]) if bgr else frames
+
+
+def dark_and_flat_frames(images: h5py.Dataset, storage: str, black_max: int, constant_std: float) -> tuple[list[int], list[int]]:
+    """Steps whose frame is black (max <= black_max) and those of one flat colour (per-channel std < constant_std)."""
+    black, flat = [], []
+    for t in range(images.shape[0]):  # one frame at a time (T is bounded by the checks): a 720p frame is 2.7 MB
+        frame = decode_jpeg(images[t]) if storage == "jpeg" else images[t]
+        if int(frame.max()) <= black_max:
+            black.append(t)
+        elif float(frame.reshape(-1, frame.shape[-1]).std(axis=0).max()) < constant_std:  # flat in every channel
+            flat.append(t)
+    return black, flat

@@ -10,7 +10,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from robovlms_mobile.data.episode import read_actions, read_event_types
+from robovlms_mobile.data.fields import read_actions, read_event_types
 from robovlms_mobile.data.format import V4_FIELDS, V5_FIELDS, scenario_fields
 from robovlms_mobile.data.scan import check_files
 from robovlms_mobile.task import RAW_ACTION_COLUMNS as AXES

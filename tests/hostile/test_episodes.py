@@ -25,7 +25,7 @@ from PIL import Image
 from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
 from robovlms_mobile.data.scan import check_files
-from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
+from robovlms_mobile.data.writers import event_types_for, write_episode_v4
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
 T, SIZE = 18, (16, 16)
