@@ -143,7 +143,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.convert import convert_any
+    from robovlms_mobile.task import check_instruction
 
+    if args.instruction is not None:
+        args.instruction = check_instruction(args.instruction, where="--instruction")
     written, errors = convert_any(args.sources, args.out, camera_topic=args.camera_topic, cmd_topic=args.cmd_topic,
                                   mode=args.frames, fps=args.fps, scenario=args.scenario, instruction=args.instruction,
                                   overwrite=args.overwrite, progress=not args.no_progress)
@@ -192,7 +195,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = sub.add_parser("validate", help="check every file; table of problems, JSON report",
                        description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
-                                   "has an error; warnings (black/constant frames, no event types) are allowed.")
+                                   "has an error; warnings (black/constant frames, no event types, episodes shorter "
+                                   "than window + chunk, which train with the missing steps masked) are allowed.")
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders (searched recursively) or files")
     _limit_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write a JSON report")
