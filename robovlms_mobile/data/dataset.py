@@ -3,7 +3,9 @@
 Each item is one window: `window_size` frames and the `window_size + chunk - 1` actions whose
 10-step chunks are the labels. The collater yields what `BaseTrainer`-style `_process_batch`
 reads: `rgb` (B, W, 3, S, S), `text`, `text_mask`, `action` (B, W + C - 1, 2),
-`action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`.
+`action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`. Episodes shorter than
+window + chunk train too: the label steps they lack are zero and False in `chunck_mask`, so the
+loss ignores them (`window_starts`; `require_full_chunks` refuses such episodes instead).
 
 Files are checked when the dataset is built (`skip_invalid` leaves bad ones out, else one error
 lists them all); the split comes from `split_file` or the seeded `val_ratio` split; an item reads
