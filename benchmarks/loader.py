@@ -3,11 +3,14 @@
 (1) naive: per item, open the file, decompress all 18 frames, BGR->RGB, resize every frame with
     PIL bicubic, normalise, keep the window's 8 (the original project's reader);
 (2) MobileVLAH5Dataset, no cache: only the window's frames are read, resized with torch's uint8 kernel;
-(3) MobileVLAH5Dataset with `cache_dir`: memory-mapped frames resized once (build time printed apart).
-All three draw the same seeded windows (with replacement) and use the same collate (the dataset
+(3) MobileVLAH5Dataset with `cache_dir`: memory-mapped frames resized once (build time printed apart);
+(4) JPEG against raw storage: the same frames as V5 files, once raw (gzip arrays) and once as the V5
+    collector's JPEG bytes (q90), both read uncached (`jpeg_over_raw`).
+All draw the same seeded windows (with replacement) and use the same collate (the dataset
 collater's `rgb` and `actions`; tokenisation is left out, it is the same for all); timing starts after the first
 batch, so worker start-up is excluded. The files sit in the OS page cache (just written): this
-measures decompression and resizing, not the disk. Last line: `uncached_over_naive=... cached_over_naive=...`
+measures decompression and resizing, not the disk.
+Last line: `uncached_over_naive=... cached_over_naive=... jpeg_over_raw=...`
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset, stack_rgb
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.synthetic import generate_episodes
+from robovlms_mobile.data.writers import write_episode_v5
 from robovlms_mobile.data.transforms import normalise_frames
 
 WINDOW, CHUNK, SIZE, BATCH, WORKERS = 8, 10, 224, 8, 2
@@ -83,12 +89,24 @@ def ms_per_window(ds: Dataset, n: int) -> float:
     return elapsed / n * 1e3
 
 
+def v5_copies(v4_dir: Path, out: Path, storage: str) -> None:
+    """The V4 episodes' frames and actions as V5 files (raw or the collector's JPEG bytes)."""
+    out.mkdir()
+    for path in sorted(v4_dir.glob("*.h5")):
+        ep = check_episode(path, min_length=1, max_speed=2).episode
+        with h5py.File(path, "r") as f:
+            frames, actions = read_frames_rgb(f, ep, 0, ep.num_frames), f["actions"][()]
+        attrs = {"scenario": "target_left_straight_path", "pattern": "core", "distance": "fixed", "end_pos": "left"}
+        write_episode_v5(out / path.name, frames, actions, instruction=ep.instruction, attrs=attrs, storage=storage)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--naive-windows", type=int, default=48)
     parser.add_argument("--uncached-windows", type=int, default=160)
     parser.add_argument("--cached-windows", type=int, default=3200)
+    parser.add_argument("--v5-windows", type=int, default=160)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "episodes"
@@ -110,7 +128,14 @@ def main() -> None:
         fast = windows_per_second(cached, args.cached_windows)
         print(f"windows/s, {WORKERS} workers, batch {BATCH}, window {WINDOW}, {SIZE}px: naive {naive:.1f}, "
               f"uncached {plain:.1f}, cached {fast:.1f}")
-        print(f"uncached_over_naive={plain / naive:.2f} cached_over_naive={fast / naive:.1f}")
+        v5 = {}
+        for storage in ("raw", "jpeg"):
+            v5_copies(data, Path(tmp) / f"v5-{storage}", storage)
+            size_mb = sum(p.stat().st_size for p in (Path(tmp) / f"v5-{storage}").iterdir()) / 2**20
+            v5[storage] = windows_per_second(MobileVLAH5Dataset(str(Path(tmp) / f"v5-{storage}"), **kw), args.v5_windows)
+            print(f"V5 {storage}: {size_mb:.1f} MB, uncached windows/s {v5[storage]:.1f}")
+        print(f"uncached_over_naive={plain / naive:.2f} cached_over_naive={fast / naive:.1f} "
+              f"jpeg_over_raw={v5['jpeg'] / v5['raw']:.2f}")
 
 
 if __name__ == "__main__":

@@ -110,20 +110,23 @@ def preflight_data(configs: dict[str, Any]) -> None:
     `skip_invalid: true` (then they are skipped with a warning, as the dataset will).
     """
     from robovlms_mobile.config import DATASET_TYPE
-    from robovlms_mobile.data.dataset import DEFAULT_MAX_SPEED, select_episodes
+    from robovlms_mobile.data.dataset import DEFAULT_MAX_SPEED, min_episode_frames, select_episodes
 
     seen = set()
     for name, default_split in (("train_dataset", "train"), ("val_dataset", "val")):
         section = configs.get(name)
         if not isinstance(section, dict) or section.get("type") != DATASET_TYPE:
             continue
-        kwargs = dict(split=section.get("split") or default_split, pattern=section.get("pattern", "*.h5"),
+        kwargs = dict(split=section.get("split") or default_split,
+                      pattern=section.get("episode_pattern") or section.get("pattern", "*.h5"),
                       skip_invalid=section.get("skip_invalid", False), split_file=section.get("split_file"),
                       val_ratio=section.get("val_ratio", 0.1), split_seed=section.get("split_seed", 0))
         key = (str(section["data_dir"]), *map(str, kwargs.values()))
         if key not in seen:
             seen.add(key)
-            select_episodes(section["data_dir"], min_length=configs["window_size"] + configs["fwd_pred_next_n"],
+            min_length = min_episode_frames(configs["window_size"], configs["fwd_pred_next_n"],
+                                            section.get("require_full_chunks", False) is True)
+            select_episodes(section["data_dir"], min_length=min_length,
                             max_speed=section.get("max_speed", DEFAULT_MAX_SPEED), **kwargs)
 
 

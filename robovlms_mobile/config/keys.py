@@ -205,6 +205,8 @@ DATASET: dict[str, Key] = {
     "prompt_template": used("prompt around the instruction; must contain {instruction}", string),
     "skip_invalid": used("leave invalid episode files out with a warning instead of stopping", boolean),
     "cache_dir": used("memory-mapped cache of resized frames", optional(string)),
+    "require_full_chunks": used("refuse episodes shorter than window + chunk instead of masking their missing "
+                                "future steps out of the loss (default false)", boolean),
     "rgb_pad": used("random-shift augmentation: pad by rgb_pad px (edge replicate), random crop back; "
                     "training only; -1 or 0: off", integer(-1, 256)),
     "model_name": no_effect("the tokenizer comes from the model folder", optional(string), _always),

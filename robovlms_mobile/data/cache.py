@@ -2,37 +2,48 @@
 
 An entry's file name is a hash of (absolute source path, size, mtime_ns, image size, cache
 version), so a changed source file gets a new entry (and the stale one is removed). Entries
-are written to a temporary name and renamed, so ranks or runs building the same entry at once
-never see a half-written file. Reading a window is a memory-mapped slice: no HDF5, no gzip.
+are written to an unnamed file (Linux O_TMPFILE: nothing is left behind if the process is
+killed) or, where the file system lacks it, a `.<entry>.<pid>.tmp` name that the next build
+removes once its process is gone; then they are linked/renamed into place, so ranks or runs
+building the same entry at once never see a half-written file. Before building, the needed
+bytes are compared with the free space (and the size bound `max_bytes`): a cache that cannot
+fit is refused. Reading a window is a memory-mapped slice: no HDF5, no gzip.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.episode import Episode, read_frames_stored
+from robovlms_mobile.data.episode import Episode
+from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.transforms import resize_frames
 
 VERSION = 1  # bump when resize_frames changes what it produces
 MANIFEST = "manifest.json"
+FREE_MARGIN = 2**30  # bytes left free on the cache's disk after building
+DEFAULT_MAX_BYTES = 2**40  # a size bound for one cache folder (1 TiB), whatever the free space
 log = logging.getLogger("robovlms_mobile.data")
 
 
 class FrameCache:
     """Resized frames per episode under `cache_dir`, built with `build`, read with `frames`."""
 
-    def __init__(self, cache_dir: str | Path, image_size: int):
+    def __init__(self, cache_dir: str | Path, image_size: int, max_bytes: int = DEFAULT_MAX_BYTES):
         self.dir = Path(cache_dir)
         self.image_size = int(image_size)
+        self.max_bytes = int(max_bytes)
         self._entries: dict[Path, Path] = {}  # source path -> entry file, fixed when built
         self._maps: dict[Path, np.ndarray] = {}
         self._pid = os.getpid()
@@ -51,11 +62,13 @@ class FrameCache:
     def build(self, episodes: Sequence[Episode], *, progress: bool = True) -> int:
         """Create the missing entries (progress bar); returns how many were built."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.dir)
         todo = []
         for episode in episodes:
             entry = self._entries[episode.path] = self.entry_path(episode.path)
             if not _valid_entry(entry, episode, self.image_size):
                 todo.append(episode)
+        self._check_room(todo)
         for episode in tqdm(todo, desc=f"caching frames ({self.image_size}px)", unit="episode", disable=not progress or not todo):
             self._write(episode, self._entries[episode.path])
         if todo:
@@ -63,17 +76,30 @@ class FrameCache:
             log.info("frame cache %s: built %d of %d episodes", self.dir, len(todo), len(episodes))
         return len(todo)
 
+    def entry_bytes(self, episode: Episode) -> int:
+        """Size of one entry file (frames plus the .npy header)."""
+        return episode.num_frames * self.image_size * self.image_size * 3 + 128
+
+    def _check_room(self, todo: Sequence[Episode]) -> None:
+        needed = sum(self.entry_bytes(e) for e in todo)
+        if not needed:
+            return
+        free = shutil.disk_usage(self.dir).free
+        if needed > self.max_bytes or needed + FREE_MARGIN > free:
+            raise OSError(f"cache_dir {self.dir}: the frame cache needs {needed / 2**20:.0f} MB for {len(todo)} episode(s) "
+                          f"at {self.image_size}px but the disk has {free / 2**20:.0f} MB free (keeping "
+                          f"{FREE_MARGIN / 2**20:.0f} MB) and the bound is {self.max_bytes / 2**20:.0f} MB; "
+                          "free space, choose another cache_dir, or remove cache_dir")
+
     def _write(self, episode: Episode, entry: Path) -> None:
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
         shape = (episode.num_frames, self.image_size, self.image_size, 3)
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        with h5py.File(episode.path, "r") as f:
-            for t in range(episode.num_frames):  # one frame at a time: bounded memory at 720x1280
-                frame, bgr = read_frames_stored(f, episode, t, t + 1)
-                out[t] = resize_frames(frame, self.image_size, bgr=bgr)[0].numpy()
-        out.flush()
-        del out
-        os.replace(tmp, entry)
+        with _temp_file(entry) as (fh, finish):
+            np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            with h5py.File(episode.path, "r") as f:
+                for t in range(episode.num_frames):  # one frame at a time: bounded memory at 720x1280
+                    frame, bgr = read_frames_stored(f, episode, t, t + 1, min_size=self.image_size)
+                    fh.write(resize_frames(frame, self.image_size, bgr=bgr)[0].numpy().tobytes())
+            finish()
 
     def _update_manifest(self, episodes: Sequence[Episode]) -> None:
         path = self.dir / MANIFEST
@@ -113,3 +139,62 @@ def _valid_entry(entry: Path, episode: Episode, size: int) -> bool:
     except (OSError, ValueError):
         return False
     return data.shape == (episode.num_frames, size, size, 3) and data.dtype == np.uint8
+
+
+@contextlib.contextmanager
+def _temp_file(entry: Path) -> Iterator[tuple]:
+    """(binary file, finish) writing `entry` atomically; finish() puts it in place; nothing is left on failure or kill."""
+    fd = None
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            fd = os.open(entry.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
+    named = entry.with_name(f".{entry.name}.{os.getpid()}.tmp") if fd is None else None
+    fh = open(named, "wb") if named else os.fdopen(fd, "wb")
+
+    def finish() -> None:
+        fh.flush()
+        os.fsync(fh.fileno())
+        if named:
+            os.replace(named, entry)
+            return
+        link = entry.with_name(f".{entry.name}.{os.getpid()}.link")
+        root = os.open("/", os.O_RDONLY)
+        try:  # linkat(AT_SYMLINK_FOLLOW) gives the unnamed file a name (os.link uses it when a dir fd is given)
+            os.link(f"/proc/self/fd/{fh.fileno()}", link, src_dir_fd=root, follow_symlinks=True)
+        finally:
+            os.close(root)
+        os.replace(link, entry)
+
+    try:
+        with fh:
+            yield fh, finish
+    finally:
+        if named and named.exists():
+            named.unlink()
+
+
+def remove_stale_temp_files(cache_dir: Path) -> int:
+    """Delete `.<entry>.<pid>.tmp|link` files whose process is gone (left by a killed build); returns how many."""
+    removed = 0
+    for tmp in list(cache_dir.glob(".*.tmp")) + list(cache_dir.glob(".*.link")):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -3,39 +3,86 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED = 8, 10, 1.15
+from robovlms_mobile.task import CHUNK as DEFAULT_CHUNK
+from robovlms_mobile.task import MAX_SPEED as DEFAULT_MAX_SPEED
+from robovlms_mobile.task import STEP_S
+from robovlms_mobile.task import WINDOW as DEFAULT_WINDOW
 
 
-def _limits(args: argparse.Namespace) -> tuple[int, float, str]:
-    """(window + chunk, max_speed, pattern) from flags, else the config, else the defaults."""
-    window, chunk, max_speed, pattern = DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED, "*.h5"
+class Limits(NamedTuple):
+    """What the checks need: fewest frames, window + chunk (for the short-episode warning), max speed, glob."""
+
+    min_length: int
+    full_length: int
+    max_speed: float
+    pattern: str
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """Limits from flags, else the config (window_size, fwd_pred_next_n, train_dataset keys), else the defaults."""
+    from robovlms_mobile.data.format import min_episode_frames
+
+    window, chunk, max_speed, pattern, full = DEFAULT_WINDOW, DEFAULT_CHUNK, DEFAULT_MAX_SPEED, "*.h5", False
     if args.config:
         from robovlms_mobile.config import load_config
 
         cfg = load_config(args.config)
         section = cfg.get("train_dataset") or {}
+        section = section[0] if isinstance(section, list) and section else section
         window, chunk = cfg.get("window_size", window), cfg.get("fwd_pred_next_n", chunk)
-        max_speed, pattern = section.get("max_speed", max_speed), section.get("pattern", pattern)
+        max_speed = section.get("max_speed", max_speed)
+        pattern = section.get("episode_pattern") or section.get("pattern", pattern)
+        full = bool(section.get("require_full_chunks", False))
     window = args.window if args.window is not None else window
     chunk = args.chunk if args.chunk is not None else chunk
     max_speed = args.max_speed if args.max_speed is not None else max_speed
-    return window + chunk, float(max_speed), args.pattern or pattern
+    full = full or args.require_full_chunks
+    return Limits(min_episode_frames(window, chunk, full), window + chunk, float(max_speed), args.pattern or pattern)
+
+
+def _positive_int(flag: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if not 1 <= number <= 10_000:
+            raise argparse.ArgumentTypeError(f"{flag} {value!r}: expected a whole number 1..10000")
+        return number
+
+    return parse
+
+
+def _positive_float(flag: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and 0 < number <= 1e3):
+            raise argparse.ArgumentTypeError(f"{flag} {value!r}: expected a finite number > 0")
+        return number
+
+    return parse
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.validate import format_table, report, validate, write_report
 
-    min_length, max_speed, pattern = _limits(args)
-    checks, names = validate(args.inputs, min_length=min_length, max_speed=max_speed, frames=not args.no_frames,
-                             pattern=pattern, progress=not args.no_progress)
+    lim = _limits(args)
+    checks, names = validate(args.inputs, min_length=lim.min_length, max_speed=lim.max_speed, frames=not args.no_frames,
+                             pattern=lim.pattern, progress=not args.no_progress, full_length=lim.full_length)
     print(format_table(checks, names))
     if args.json:
-        settings = {"min_length": min_length, "max_speed": max_speed, "pattern": pattern, "frames_checked": not args.no_frames}
+        settings = {"min_length": lim.min_length, "full_length": lim.full_length, "max_speed": lim.max_speed,
+                    "pattern": lim.pattern, "frames_checked": not args.no_frames}
         print(f"report: {write_report(args.json, report(checks, names, settings))}")
     return 1 if any(c.errors for c in checks) else 0
 
@@ -52,14 +99,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from robovlms_mobile.data.dataset import find_episode_files
-    from robovlms_mobile.data.scan import check_files
-    from robovlms_mobile.data.split_file import make_split, relative_names, stratum_of, write_split_file
+    from robovlms_mobile.data.scan import check_files, find_episode_files
+    from robovlms_mobile.data.format import scenario_fields
+    from robovlms_mobile.data.split_file import make_split, relative_names, write_split_file
 
-    min_length, max_speed, pattern = _limits(args)
+    lim = _limits(args)
     root = Path(args.dir)
-    paths = find_episode_files(root, pattern)
-    checks = check_files(paths, min_length=min_length, max_speed=max_speed, progress=not args.no_progress)
+    paths = find_episode_files(root, lim.pattern)
+    checks = check_files(paths, min_length=lim.min_length, max_speed=lim.max_speed, progress=not args.no_progress)
     names = relative_names(paths, [root])
     bad = [(n, "; ".join(p.message for p in c.errors)) for n, c in zip(names, checks) if c.errors]
     if bad and not args.skip_invalid:
@@ -71,13 +118,14 @@ def _cmd_split(args: argparse.Namespace) -> int:
     doc = make_split([e for _, e in good], [n for n, _ in good], val=args.val, test=args.test, seed=args.seed, excluded=bad)
     out = write_split_file(args.out, doc)
     by_split = {e["file"]: s for s, entries in doc["splits"].items() for e in entries}
-    sides = Counter((by_split[n], stratum_of(e)[0]) for n, e in good)
-    boxes = Counter((by_split[n], stratum_of(e)[1]) for n, e in good)
+    fields = {n: list(scenario_fields(e.scenario, e.side).items()) for n, e in good}
+    sides = Counter((by_split[n], fields[n][0][1]) for n, _ in good)
+    second = Counter((by_split[n], "{}={}".format(*fields[n][1])) for n, _ in good)  # boxes (V4) or path (V5)
     print(f"{len(good)} episodes -> " + ", ".join(f"{s} {c}" for s, c in doc["counts"].items())
           + (f" ({len(bad)} invalid left out)" if bad else ""))
     for split in doc["counts"]:
         print(f"  {split:<5} side " + " ".join(f"{k}={sides[(split, k)]}" for k in sorted({k for _, k in sides}))
-              + "  boxes " + " ".join(f"{k}={boxes[(split, k)]}" for k in sorted({k for _, k in boxes})))
+              + "  " + " ".join(f"{k}:{second[(split, k)]}" for k in sorted({k for _, k in second})))
     print(f"split file: {out}  (dataset key \"split_file\": \"{out}\")")
     return 0
 
@@ -95,7 +143,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.convert import convert_any
+    from robovlms_mobile.task import check_instruction
 
+    if args.instruction is not None:
+        args.instruction = check_instruction(args.instruction, where="--instruction")
     written, errors = convert_any(args.sources, args.out, camera_topic=args.camera_topic, cmd_topic=args.cmd_topic,
                                   mode=args.frames, fps=args.fps, scenario=args.scenario, instruction=args.instruction,
                                   overwrite=args.overwrite, progress=not args.no_progress)
@@ -123,11 +174,16 @@ def _guarded(name: str, func: Callable[[argparse.Namespace], int]) -> Callable[[
 
 
 def _limit_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="experiment config: window_size, fwd_pred_next_n, train_dataset.max_speed/pattern")
-    p.add_argument("--window", type=int, help=f"window size (default: config, else {DEFAULT_WINDOW})")
-    p.add_argument("--chunk", type=int, help=f"action chunk length (default: config, else {DEFAULT_CHUNK})")
-    p.add_argument("--max-speed", type=float, help=f"largest allowed |linear velocity| (default: config, else {DEFAULT_MAX_SPEED})")
-    p.add_argument("--pattern", help="file name pattern (default: config, else *.h5)")
+    p.add_argument("--config", help="experiment config: window_size, fwd_pred_next_n, train_dataset.max_speed/pattern/"
+                                    "require_full_chunks")
+    p.add_argument("--window", type=_positive_int("--window"), help=f"window size (default: config, else {DEFAULT_WINDOW})")
+    p.add_argument("--chunk", type=_positive_int("--chunk"), help=f"action chunk length (default: config, else {DEFAULT_CHUNK})")
+    p.add_argument("--max-speed", type=_positive_float("--max-speed"),
+                   help=f"largest allowed |linear velocity| (default: config, else {DEFAULT_MAX_SPEED})")
+    p.add_argument("--pattern", help="file name glob inside the folder (default: config, else *.h5)")
+    p.add_argument("--require-full-chunks", action="store_true",
+                   help="refuse episodes shorter than window + chunk (default: config, else they train with the missing "
+                        "future steps masked)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -139,7 +195,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = sub.add_parser("validate", help="check every file; table of problems, JSON report",
                        description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
-                                   "has an error; warnings (black/constant frames, no event types) are allowed.")
+                                   "has an error; warnings (black/constant frames, no event types, episodes shorter "
+                                   "than window + chunk, which train with the missing steps masked) are allowed.")
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders (searched recursively) or files")
     _limit_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write a JSON report")
@@ -173,10 +230,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                    "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
     p.add_argument("file", help="episode file (V4 or V5)")
     p.add_argument("--out", default="show", help="output folder (default: %(default)s)")
-    p.add_argument("--width", type=int, default=320, help="frame width in the sheet and GIF (default: %(default)s)")
-    p.add_argument("--columns", type=int, default=6, help="contact-sheet columns (default: %(default)s)")
-    p.add_argument("--dt", type=float, default=0.4, help="seconds per frame for the GIF and the integration (default: %(default)s)")
-    p.add_argument("--max-speed", type=float, default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
+    p.add_argument("--width", type=_positive_int("--width"), default=320, help="frame width in the sheet and GIF (default: %(default)s)")
+    p.add_argument("--columns", type=_positive_int("--columns"), default=6, help="contact-sheet columns (default: %(default)s)")
+    p.add_argument("--dt", type=_positive_float("--dt"), default=STEP_S, help="seconds per frame for the GIF and the integration (default: %(default)s)")
+    p.add_argument("--max-speed", type=_positive_float("--max-speed"), default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
     p.set_defaults(func=_guarded("show", _cmd_show))
 
     p = sub.add_parser("convert", help="ROS 2 bags (MCAP) or V5 files -> V4 episode files",
@@ -188,7 +245,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--camera-topic", default="/camera/image_raw", help="sensor_msgs Image or CompressedImage topic (default: %(default)s)")
     p.add_argument("--cmd-topic", default="/cmd_vel", help="geometry_msgs Twist topic (default: %(default)s)")
     p.add_argument("--frames", choices=("change", "rate"), default="change", help="frame selection (default: %(default)s)")
-    p.add_argument("--fps", type=float, help="frames per second for --frames rate")
+    p.add_argument("--fps", type=_positive_float("--fps"), help="frames per second for --frames rate")
     p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")

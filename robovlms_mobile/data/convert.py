@@ -23,8 +23,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.episode import NAME_RE, check_episode, instruction_for, read_actions, read_frames_rgb
-from robovlms_mobile.data.synthetic import CHUNK_SIZE, event_types_for, write_episode_v4
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.fields import read_actions
+from robovlms_mobile.data.format import NAME_RE, instruction_for
+from robovlms_mobile.data.frames import read_frames_rgb
+from robovlms_mobile.data.writers import CHUNK_SIZE, event_types_for, write_episode_v4
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
 COMPRESSED_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/CompressedImage")
@@ -228,7 +231,7 @@ def episode_name(start_ns: int, label: str) -> str:
 def check_scenario(scenario: str | None) -> str | None:
     """A scenario tag such as `1box_hori_left_core_medium`, checked; None passes through."""
     if scenario is not None and NAME_RE.fullmatch(scenario) is None:
-        raise ConversionError(f"--scenario {scenario!r}: expected <1box|2box>_<hori|vert>_<left|right>_<core|variant>_<close|medium|far>")
+        raise ConversionError(f"--scenario {scenario!r}: expected <1box|2box>[_<hori|vert>]_<left|right>[_<core|variant>][_<close|medium|far>]")
     return scenario
 
 
@@ -280,7 +283,7 @@ def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False
         actions = read_actions(f)
         source_attrs = {f"v5_{k}": v for k, v in f.attrs.items()}
         layout = NAME_RE.search(ep.scenario)
-    attrs = {"obstacle_layout_type": f"{layout['boxes']}_{layout['layout']}" if layout else "unknown",
+    attrs = {"obstacle_layout_type": f"{layout['boxes']}_{layout['layout'] or 'hori'}" if layout else "unknown",
              "collection_datetime": "", "source": path.name, "converted_from": "v5", **source_attrs}
     return write_episode_v4(out, images, actions, event_types_for(actions), instruction=ep.instruction, attrs=attrs)
 

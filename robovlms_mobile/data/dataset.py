@@ -3,7 +3,9 @@
 Each item is one window: `window_size` frames and the `window_size + chunk - 1` actions whose
 10-step chunks are the labels. The collater yields what `BaseTrainer`-style `_process_batch`
 reads: `rgb` (B, W, 3, S, S), `text`, `text_mask`, `action` (B, W + C - 1, 2),
-`action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`.
+`action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`. Episodes shorter than
+window + chunk train too: the label steps they lack are zero and False in `chunck_mask`, so the
+loss ignores them (`window_starts`; `require_full_chunks` refuses such episodes instead).
 
 Files are checked when the dataset is built (`skip_invalid` leaves bad ones out, else one error
 lists them all); the split comes from `split_file` or the seeded `val_ratio` split; an item reads
@@ -28,19 +30,22 @@ from einops import rearrange
 from torch.utils.data import Dataset, get_worker_info
 
 from robovlms_mobile.data.cache import FrameCache
-from robovlms_mobile.data.episode import ACTION_AXES, Episode, EpisodeError, read_frames_stored
+from robovlms_mobile.data.episode import Episode, EpisodeError
+from robovlms_mobile.data.format import min_episode_frames
+from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
-from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.data.scan import check_files, find_episode_files
 from robovlms_mobile.data.shift import random_shift
 from robovlms_mobile.data.split import SPLITS, split_episodes
 from robovlms_mobile.data.split_file import read_split_file, relative_names, select_split
 from robovlms_mobile.data.transforms import normalise_frames, resize_frames
+from robovlms_mobile.task import ACTION_AXES, MAX_SPEED
 
 # Tokenisation happens in the collater inside DataLoader workers.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA_SOURCE = "mobile_vla_action"
-DEFAULT_MAX_SPEED = 1.15
+DEFAULT_MAX_SPEED = MAX_SPEED
 READ_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError)  # what h5py raises on a bad file
 log = logging.getLogger("robovlms_mobile.data")
 
@@ -54,32 +59,24 @@ class InvalidEpisodesError(ValueError):
         super().__init__(f"{len(self.errors)} invalid episode file(s):\n{lines}")
 
 
-def find_episode_files(data_dir: str | Path | Sequence[str | Path], pattern: str = "*.h5") -> list[Path]:
-    """All episode files under one or more directories (recursive), sorted."""
-    dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
-    files: list[Path] = []
-    for d in dirs:
-        d = Path(d)
-        if not d.is_dir():
-            raise FileNotFoundError(f"data_dir {str(d)!r} is not a directory")
-        files.extend(p for p in d.rglob(pattern) if p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no episode files matching {pattern!r} under {[str(d) for d in dirs]}")
-    return sorted(set(files))
+def window_starts(num_frames: int, window_size: int, chunk: int) -> list[int]:
+    """Start frame of every window of one episode (the short-episode policy, docs/data.md).
 
-
-def scan_episodes(data_dir: str | Path | Sequence[str | Path], *, min_length: int, max_speed: float,
-                  pattern: str = "*.h5", skip_invalid: bool = False) -> list[Episode]:
-    """Load and check every episode file; raises InvalidEpisodesError listing all bad ones.
-
-    With `skip_invalid`, bad files are left out instead, with one warning giving their count and problems.
+    An episode of at least window + chunk frames gives one window per start whose labels are all
+    in the file; a shorter one gives a single window at frame 0, its missing future steps masked
+    (`chunck_mask`); one shorter than the window starts before frame 0: the first frame repeated
+    in front, its steps before the episode masked too.
     """
-    return scan(data_dir, min_length=min_length, max_speed=max_speed, pattern=pattern, skip_invalid=skip_invalid)[1]
+    full = window_size + chunk
+    if num_frames >= full:
+        return list(range(num_frames - full + 1))
+    return [min(0, num_frames - window_size)]
 
 
 def scan(data_dir: str | Path | Sequence[str | Path], *, min_length: int, max_speed: float, pattern: str = "*.h5",
          skip_invalid: bool = False) -> tuple[list[Path], list[Episode], list[EpisodeError]]:
-    """(every file found, the valid episodes, the errors of the others); see `scan_episodes`."""
+    """(every file found, the valid episodes, the errors of the others); raises InvalidEpisodesError listing
+    every bad file, unless `skip_invalid` (then one warning gives their count and problems)."""
     paths = find_episode_files(data_dir, pattern)
     checks = check_files(paths, min_length=min_length, max_speed=max_speed)
     errors = [c.error() for c in checks if c.errors]
@@ -150,6 +147,8 @@ class MobileVLAH5Dataset(Dataset):
         cache_dir: str | None = None,
         is_training: bool = True,
         rgb_pad: int = -1,
+        require_full_chunks: bool = False,
+        episode_pattern: str | None = None,  # the original configs' name for `pattern`
         **kwargs: Any,  # the rest of upstream GRDataModule's kwargs (image_fn, discrete, ...)
     ):
         if split is None:
@@ -169,11 +168,22 @@ class MobileVLAH5Dataset(Dataset):
         self.skip_invalid = bool(skip_invalid)
         self.rgb_pad = int(rgb_pad) if is_training and split == "train" else -1  # random shift: training only
 
+        if not isinstance(require_full_chunks, bool):
+            raise ValueError(f"dataset key 'require_full_chunks': expected true or false, got {require_full_chunks!r}")
+        self.require_full_chunks = require_full_chunks
+        if episode_pattern is not None:
+            pattern = episode_pattern
         self.episodes, self.invalid_files = select_episodes(
-            data_dir, split=split, min_length=self.window_size + self.chunk, max_speed=self.max_speed, pattern=pattern,
-            skip_invalid=self.skip_invalid, split_file=split_file, val_ratio=val_ratio, split_seed=split_seed)
-        span = self.window_size + self.chunk
-        self.index = [(e, start) for e, ep in enumerate(self.episodes) for start in range(ep.num_frames - span + 1)]
+            data_dir, split=split, min_length=min_episode_frames(self.window_size, self.chunk, require_full_chunks),
+            max_speed=self.max_speed, pattern=pattern, skip_invalid=self.skip_invalid, split_file=split_file,
+            val_ratio=val_ratio, split_seed=split_seed)
+        self.index = [(e, start) for e, ep in enumerate(self.episodes)
+                      for start in window_starts(ep.num_frames, self.window_size, self.chunk)]
+        short = sum(ep.num_frames < self.window_size + self.chunk for ep in self.episodes)
+        if short:
+            log.info("%d of %d episode(s) are shorter than window + chunk = %d: their missing future steps are masked "
+                     "out of the loss (dataset key require_full_chunks: true refuses them)", short, len(self.episodes),
+                     self.window_size + self.chunk)
         self.cache = None
         if cache_dir:
             self.cache = FrameCache(cache_dir, self.image_size)
@@ -201,20 +211,25 @@ class MobileVLAH5Dataset(Dataset):
         return f
 
     def _frames(self, episode: Episode, start: int) -> np.ndarray:
-        """Resized uint8 RGB frames (W, S, S, 3) of one window: from the cache, else only these frames from the file."""
-        stop = start + self.window_size
+        """Resized uint8 RGB frames (W, S, S, 3) of one window: from the cache, else only these frames from the file.
+
+        A window starting before frame 0 (an episode shorter than the window) repeats frame 0 in front.
+        """
+        first, stop = max(start, 0), start + self.window_size
         if self.cache is not None:
-            return self.cache.frames(episode, start, stop)
-        try:
-            frames, bgr = read_frames_stored(self._file(episode.path), episode, start, stop)
-            if frames.shape != (self.window_size, *episode.frame_shape):
-                raise ValueError(f"read frames of shape {frames.shape}, expected {(self.window_size, *episode.frame_shape)}")
-        except READ_ERRORS:
-            f = self._files.pop(episode.path, None)
-            if f is not None:
-                f.close()
-            raise
-        return resize_frames(frames, self.image_size, bgr=bgr).numpy()
+            frames = self.cache.frames(episode, first, stop)
+        else:
+            try:
+                stored, bgr = read_frames_stored(self._file(episode.path), episode, first, stop, min_size=self.image_size)
+                if len(stored) != stop - first:
+                    raise ValueError(f"read {len(stored)} frames, expected {stop - first}")
+            except READ_ERRORS:
+                f = self._files.pop(episode.path, None)
+                if f is not None:
+                    f.close()
+                raise
+            frames = resize_frames(stored, self.image_size, bgr=bgr).numpy()
+        return np.concatenate([np.repeat(frames[:1], first - start, 0), frames]) if start < 0 else frames
 
     def _item(self, i: int) -> dict[str, Any]:
         e, start = self.index[i]
@@ -230,10 +245,14 @@ class MobileVLAH5Dataset(Dataset):
         if self.rgb_pad > 0:  # (W, S, S, 3) uint8 -> shifted, same shape
             frames = rearrange(random_shift(rearrange(torch.as_tensor(np.array(frames)), "t h w c -> t c h w"), self.rgb_pad),
                                "t c h w -> t h w c").numpy()
-        actions = episode.actions[start : start + self.window_size + self.chunk - 1] / self.max_speed
+        steps = np.arange(start, start + self.window_size + self.chunk - 1)
+        present = (steps >= 0) & (steps < episode.num_frames)  # False: before the episode or after its end
+        actions = np.zeros((len(steps), len(ACTION_AXES)), np.float32)
+        actions[present] = episode.actions[steps[present]] / self.max_speed
         return {
             "frames": frames,  # (W, S, S, 3) uint8 RGB, resized
-            "actions": torch.from_numpy(actions),  # (W + C - 1, 2)
+            "actions": torch.from_numpy(actions),  # (W + C - 1, 2), zero where not present
+            "action_mask": torch.from_numpy(present),  # (W + C - 1,) bool
             "instruction": episode.instruction,
             "episode": episode.path.name,
             "skipped": None,
@@ -286,6 +305,7 @@ class MobileVLAH5Dataset(Dataset):
             raise RuntimeError("MobileVLAH5Dataset needs a tokenizer to collate (upstream passes the model's)")
         actions = torch.stack([s["actions"] for s in samples])  # (B, W + C - 1, 2)
         chunks = rearrange(actions.unfold(1, self.chunk, 1), "b w d c -> b w c d")  # (B, W, C, 2)
+        chunk_mask = torch.stack([s["action_mask"] for s in samples]).unfold(1, self.chunk, 1)  # (B, W, C): label present
         instructions = [s["instruction"] for s in samples]
         text, text_mask = encode_prompts(self.tokenizer, instructions, self.prompt_template)
         return {
@@ -294,7 +314,7 @@ class MobileVLAH5Dataset(Dataset):
             "text_mask": text_mask,
             "action": actions,
             "action_chunck": chunks,
-            "chunck_mask": torch.ones(chunks.shape[:3], dtype=torch.bool),
+            "chunck_mask": chunk_mask,
             "raw_text": instructions,
             "episode": [s["episode"] for s in samples],
             "skipped": [s["skipped"] for s in samples if s.get("skipped")],  # bad windows replaced in this batch

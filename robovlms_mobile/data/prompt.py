@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from robovlms_mobile.task import MAX_PROMPT_TOKENS
+
+if TYPE_CHECKING:  # torch only for the annotation: config and the data CLI import this module, fast
+    import torch
 
 # Upstream RoboVLMs' Kosmos-2 text function (data_utils.get_text_function "kosmos") uses this
 # wording; keeping it means an upstream-trained checkpoint and ours read the same prompt.
 DEFAULT_PROMPT_TEMPLATE = "<grounding>An image of a robot {instruction}"
-MAX_TEXT_LEN = 256
+GROUNDING = "<grounding>"
+MAX_TEXT_LEN = MAX_PROMPT_TOKENS
 
 
 def format_prompt(instruction: str, template: str = DEFAULT_PROMPT_TEMPLATE) -> str:
-    """Fill the template with a stripped instruction."""
-    return template.format(instruction=instruction.strip())
+    """Fill the template with a stripped instruction; a leading `<grounding>` already in the template is not repeated.
+
+    The lab's 8-class rewrite stores instructions such as `<grounding>Navigate straight forward ...`.
+    """
+    text = instruction.strip()
+    if template.lstrip().startswith(GROUNDING) and text.startswith(GROUNDING):
+        text = text[len(GROUNDING):].lstrip()
+    return template.format(instruction=text)
 
 
 def encode_prompts(

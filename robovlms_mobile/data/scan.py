@@ -1,19 +1,47 @@
-"""Check many episode files: per-file checks (`check_episode`) plus duplicates across files."""
+"""Find and check many episode files: a confined glob, per-file checks (`check_episode`), duplicates across files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 from robovlms_mobile.data.episode import EpisodeCheck, Problem, check_episode
 
 
+def check_pattern(pattern: str, flag: str = "pattern") -> str:
+    """A file-name glob that stays inside the data folder: relative, no '..' part; returns it."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ValueError(f"{flag}: expected a non-empty file-name glob such as '*.h5', got {pattern!r}")
+    parts = PurePosixPath(pattern.replace("\\", "/")).parts
+    if pattern.startswith(("/", "~")) or ".." in parts or "\x00" in pattern:
+        raise ValueError(f"{flag} {pattern!r}: the glob must stay inside the data folder (relative, no '..' part)")
+    return pattern
+
+
+def find_episode_files(data_dir: str | Path | Sequence[str | Path], pattern: str = "*.h5") -> list[Path]:
+    """All episode files under one or more directories (recursive glob, confined to each directory), sorted."""
+    check_pattern(pattern)
+    dirs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+    files: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise FileNotFoundError(f"data_dir {str(d)!r} is not a directory")
+        root = d.absolute()
+        for p in d.rglob(pattern):
+            if p.is_file() and p.absolute().is_relative_to(root):
+                files.append(p)
+    if not files:
+        raise FileNotFoundError(f"no episode files matching {pattern!r} under {[str(d) for d in dirs]}")
+    return sorted(set(files))
+
+
 def check_files(paths: Sequence[Path], *, min_length: int, max_speed: float, frames: bool = False,
-                progress: bool = False) -> list[EpisodeCheck]:
+                progress: bool = False, full_length: int | None = None) -> list[EpisodeCheck]:
     """One EpisodeCheck per path (same order); a later copy of an earlier file's content is an error."""
-    checks = [check_episode(p, min_length=min_length, max_speed=max_speed, frames=frames)
+    checks = [check_episode(p, min_length=min_length, max_speed=max_speed, frames=frames, full_length=full_length)
               for p in tqdm(paths, desc="checking episodes", unit="file", disable=not progress)]
     mark_duplicates(checks)
     return checks

@@ -14,8 +14,10 @@ import h5py
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from robovlms_mobile.data.episode import check_episode, read_actions, read_event_types, read_frames_rgb
-from robovlms_mobile.data.synthetic import STEP_S
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.fields import read_actions, read_event_types
+from robovlms_mobile.data.frames import read_frames_rgb
+from robovlms_mobile.task import MAX_SPEED, STEP_S
 
 EPS = 1e-6
 
@@ -112,7 +114,7 @@ def plot_trajectory(poses: np.ndarray, events: list[str] | None, path: Path, tit
 
 
 def show_episode(path: str | Path, out_dir: str | Path, *, width: int = 320, columns: int = 6, dt: float = STEP_S,
-                 max_speed: float = 1.15) -> dict[str, Any]:
+                 max_speed: float = MAX_SPEED) -> dict[str, Any]:
     """Write <stem>_sheet.png, <stem>.gif and <stem>_trajectory.png; returns their paths and the final pose."""
     path, out_dir = Path(path), Path(out_dir)
     check = check_episode(path, min_length=1, max_speed=float("inf"))

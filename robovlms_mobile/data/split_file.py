@@ -16,21 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from robovlms_mobile.config import ConfigError
-from robovlms_mobile.data.episode import NAME_RE, Episode
+from robovlms_mobile.data.episode import Episode
+from robovlms_mobile.data.format import V4_FIELDS, scenario_fields
 from robovlms_mobile.data.split import assign_splits
 
 FORMAT = "robovlms-mobile-split/1"
 SPLIT_NAMES = ("train", "val", "test")
-STRATA = ("side", "boxes", "distance", "layout", "variant")  # most important first
+STRATA = V4_FIELDS  # most important first; V5 episodes: side, path, pattern, distance, end_pos
 log = logging.getLogger("robovlms_mobile.data")
 
 
 def stratum_of(episode: Episode) -> tuple[str, ...]:
-    """(side, boxes, distance, layout, variant) from the scenario tag; 'unknown' where it says nothing."""
-    match = NAME_RE.fullmatch(episode.scenario)
-    if match is None:
-        return (episode.side, *("unknown",) * (len(STRATA) - 1))
-    return (match["side"], match["boxes"], match["distance"], match["layout"], match["variant"])
+    """The scenario's strata, side first: V4 (side, boxes, distance, layout, variant) or V5 (side, path, pattern,
+    distance, end_pos); 'unknown' where the file says nothing."""
+    return tuple(scenario_fields(episode.scenario, episode.side).values())
 
 
 def relative_names(paths: Sequence[Path], roots: Sequence[Path]) -> list[str]:

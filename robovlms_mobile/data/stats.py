@@ -10,13 +10,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from robovlms_mobile.data.episode import NAME_RE, read_actions, read_event_types
+from robovlms_mobile.data.fields import read_actions, read_event_types
+from robovlms_mobile.data.format import V4_FIELDS, V5_FIELDS, scenario_fields
 from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.task import RAW_ACTION_COLUMNS as AXES
 
-AXES = ("linear_x", "linear_y", "angular_z")
 ACTION_CLASSES = ("forward", "backward", "left", "right", "forward_left", "forward_right", "backward_left",
                   "backward_right", "rotation", "stop")
-SCENARIO_FIELDS = ("boxes", "side", "distance", "layout", "variant")
+SCENARIO_FIELDS = tuple(dict.fromkeys(("boxes", *V4_FIELDS, *V5_FIELDS)))  # V4 fields, then V5-only ones
 EPS = 1e-6
 
 
@@ -46,9 +47,9 @@ def collect(paths: Sequence[Path], *, progress: bool = True) -> dict[str, Any]:
             actions, ev = read_actions(f), read_event_types(f)
         generations[ep.generation] += 1
         tags[ep.scenario] += 1
-        match = NAME_RE.fullmatch(ep.scenario)
-        for field in SCENARIO_FIELDS:
-            scen[field][match[field] if match else (ep.side if field == "side" else "unknown")] += 1
+        fields = scenario_fields(ep.scenario, ep.side)
+        for name, value in fields.items():
+            scen[name][value] += 1
         lengths[ep.num_frames] += 1
         classes.update(action_class(a) for a in actions)
         events.update(ev or [])
@@ -77,7 +78,8 @@ def markdown(stats: dict[str, Any], images: Sequence[str] = ()) -> str:
         out += [f"- `{p}`: {m}" for p, m in stats["skipped"]] + [""]
     out += ["## Scenarios", ""]
     for field in SCENARIO_FIELDS:
-        out += _table(field, dict(sorted(stats["scenario"][field].items())))
+        if stats["scenario"][field]:
+            out += _table(field, dict(sorted(stats["scenario"][field].items())))
     out += ["## Lengths (frames)", ""] + _table("frames", {str(k): v for k, v in stats["lengths"].items()})
     n_steps = sum(stats["action_classes"].values())
     out += ["## Action classes (steps)", ""] + _table("class", stats["action_classes"], n_steps)
@@ -112,8 +114,9 @@ def plot(stats: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=45)
 
-    fig, axes = plt.subplots(1, len(SCENARIO_FIELDS), figsize=(3.2 * len(SCENARIO_FIELDS), 3.2))
-    for ax, field in zip(axes, SCENARIO_FIELDS):
+    fields = [f for f in SCENARIO_FIELDS if stats["scenario"][f]] or ["side"]
+    fig, axes = plt.subplots(1, len(fields), figsize=(3.2 * len(fields), 3.2), squeeze=False)
+    for ax, field in zip(axes[0], fields):
         bars(ax, dict(sorted(stats["scenario"][field].items())), field)
     written.append(_save(fig, out_dir / "scenarios.png"))
     fig, ax = plt.subplots(figsize=(6, 3.5))

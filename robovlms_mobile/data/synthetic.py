@@ -16,65 +16,21 @@ Properties the rest of the project may rely on:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-import h5py
 import numpy as np
 
-from robovlms_mobile.data.episode import EVENT_TYPES, instruction_for
+from robovlms_mobile.data.format import V4_SCENARIOS, Scenario, instruction_for
+from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
+from robovlms_mobile.task import MAX_SPEED as SPEED
+from robovlms_mobile.task import STEP_S
 
-SPEED = 1.15  # keyboard linear velocity (both axes; diagonals use it on both)
 TURN = 0.2  # V5 angular_z magnitude
-STEP_S = 0.4  # seconds of motion per key press / frame
-CHUNK_SIZE = 8  # V4 `action_chunk_size` attr written by default
-N_BOXES, LAYOUTS, SIDES = (1, 2), ("hori", "vert"), ("left", "right")
-VARIANTS, DISTANCES = ("core", "variant"), ("close", "medium", "far")
-V4_ATTRS = ("episode_name", "num_frames", "total_duration", "action_chunk_size",
-            "obstacle_layout_type", "collection_datetime")
-V5_ATTRS = ("scenario", "pattern", "distance", "end_pos")
-NAME_RE = re.compile(r"^episode_(?P<stamp>\d{8}_\d{6})_(?P<n_boxes>[12])box_(?P<layout>hori|vert)_"
-                     r"(?P<side>left|right)_(?P<variant>core|variant)_(?P<distance>close|medium|far)\.h5$")
 _APPROACH = {"close": 1, "medium": 2, "far": 4}  # forward steps before the detour
 _CAM_H, _BOX_W, _BOX_H, _BOX_D = 0.35, 0.6, 0.45, 0.45  # metres
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One episode's obstacle scenario (the parts of a V4 file name after the timestamp)."""
-
-    n_boxes: int = 1
-    layout: str = "hori"
-    side: str = "left"
-    variant: str = "core"
-    distance: str = "medium"
-
-    def __post_init__(self) -> None:
-        for field, allowed in (("n_boxes", N_BOXES), ("layout", LAYOUTS), ("side", SIDES),
-                               ("variant", VARIANTS), ("distance", DISTANCES)):
-            if getattr(self, field) not in allowed:
-                raise ValueError(f"Scenario.{field}={getattr(self, field)!r} not in {allowed}")
-
-    @property
-    def tag(self) -> str:
-        """Name part such as ``1box_hori_left_core_medium``."""
-        return f"{self.n_boxes}box_{self.layout}_{self.side}_{self.variant}_{self.distance}"
-
-    @classmethod
-    def from_name(cls, name: str | Path) -> Scenario:
-        """Parse a V4 file name ``episode_<stamp>_<tag>.h5``."""
-        m = NAME_RE.match(Path(name).name)
-        if m is None:
-            raise ValueError(f"not a V4 episode file name: {Path(name).name!r}")
-        return cls(int(m["n_boxes"]), m["layout"], m["side"], m["variant"], m["distance"])
-
-
-# side innermost: consecutive episodes alternate left/right and form mirror pairs
-DEFAULT_SCENARIOS = tuple(Scenario(n, lay, side, var, dist) for var in VARIANTS for lay in LAYOUTS
-                          for n in N_BOXES for dist in DISTANCES for side in SIDES)
 
 
 class SyntheticEpisode(NamedTuple):
@@ -209,70 +165,6 @@ def make_episode(scenario: Scenario, *, seed: int | Sequence[int] = 0, frame_siz
     return SyntheticEpisode(scenario, _render(poses, objects, wall_x, pal, frame_size), actions, poses)
 
 
-def event_types_for(actions: np.ndarray) -> list[str]:
-    """V4 event per frame: episode_start, then start_action (moving) / stop_action (zero action)."""
-    return ["episode_start"] + ["start_action" if np.any(a != 0) else "stop_action" for a in actions[1:]]
-
-
-def _check(images: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    images, actions = np.asarray(images), np.asarray(actions, np.float32)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (T, H, W, 3) uint8, got {images.shape} {images.dtype}")
-    if actions.shape != (len(images), 3):
-        raise ValueError(f"actions must be ({len(images)}, 3), got {actions.shape}")
-    return images, actions
-
-
-def _images_dataset(h5: h5py.File | h5py.Group, key: str, images: np.ndarray) -> None:
-    h5.create_dataset(key, data=images, chunks=(1, *images.shape[1:]), compression="gzip", compression_opts=4)
-
-
-def _instruction_array(instruction: str) -> np.ndarray:
-    raw = instruction.encode("utf-8")
-    if len(raw) > 256:
-        raise ValueError(f"instruction longer than 256 bytes: {instruction!r}")
-    return np.array([raw], dtype="S256")
-
-
-def write_episode_v4(path: str | Path, images_rgb: np.ndarray, actions: np.ndarray, event_types: Sequence[str], *,
-                     instruction: str | None, attrs: dict) -> Path:
-    """Write a V4 file (BGR `images`, `actions`, `action_event_types`, optional `language_instruction`)."""
-    path = Path(path)
-    images, actions = _check(images_rgb, actions)
-    events = list(event_types)
-    if len(events) != len(images) or events[:1] != ["episode_start"] or not set(events) <= set(EVENT_TYPES):
-        raise ValueError(f"event_types must be {len(images)} of {EVENT_TYPES} starting with 'episode_start'")
-    meta = {"episode_name": path.stem, "num_frames": len(images), "total_duration": len(images) * STEP_S,
-            "action_chunk_size": CHUNK_SIZE, **attrs}
-    missing = [k for k in V4_ATTRS if k not in meta]
-    if missing:
-        raise ValueError(f"V4 attrs missing: {missing}")
-    with h5py.File(path, "w") as h5:
-        _images_dataset(h5, "images", np.ascontiguousarray(images[..., ::-1]))  # OpenCV order on disk
-        h5.create_dataset("actions", data=actions)
-        h5.create_dataset("action_event_types", data=events, dtype=h5py.string_dtype("utf-8"))
-        if instruction is not None:
-            h5.create_dataset("language_instruction", data=_instruction_array(instruction))
-        h5.attrs.update(meta)
-    return path
-
-
-def write_episode_v5(path: str | Path, images_rgb: np.ndarray, actions: np.ndarray, *, instruction: str,
-                     attrs: dict) -> Path:
-    """Write a V5 file (RGB `observations/images`, `actions`, `language_instruction`, scenario attrs)."""
-    path = Path(path)
-    images, actions = _check(images_rgb, actions)
-    missing = [k for k in V5_ATTRS if k not in attrs]
-    if missing:
-        raise ValueError(f"V5 attrs missing: {missing}")
-    with h5py.File(path, "w") as h5:
-        _images_dataset(h5.create_group("observations"), "images", images)
-        h5.create_dataset("actions", data=actions)
-        h5.create_dataset("language_instruction", data=_instruction_array(instruction))
-        h5.attrs.update(attrs)
-    return path
-
-
 def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = (144, 256),
                       length: int = 18, generation: str = "v4", scenarios: Sequence[Scenario] | None = None,
                       with_instruction: bool | float = True) -> list[Path]:
@@ -282,7 +174,7 @@ def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, fr
     frac = float(with_instruction)
     if not 0.0 <= frac <= 1.0:
         raise ValueError(f"with_instruction must be a bool or a fraction in [0, 1], got {with_instruction!r}")
-    scen = tuple(scenarios) if scenarios else DEFAULT_SCENARIOS
+    scen = tuple(scenarios) if scenarios else V4_SCENARIOS
     has_instr = np.zeros(n_episodes, bool)  # V4 only; a seeded choice, uncorrelated with side
     has_instr[np.random.default_rng([seed, 7]).permutation(n_episodes)[: round(frac * n_episodes)]] = True
     out_dir = Path(out_dir)

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.data.dataset import find_episode_files
 from robovlms_mobile.data.episode import EpisodeCheck
-from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.data.scan import check_files, find_episode_files
 
 
 def collect_files(inputs: Sequence[str | Path], pattern: str = "*.h5") -> list[tuple[Path, str]]:
@@ -32,10 +31,11 @@ def collect_files(inputs: Sequence[str | Path], pattern: str = "*.h5") -> list[t
 
 
 def validate(inputs: Sequence[str | Path], *, min_length: int, max_speed: float, frames: bool = True,
-             pattern: str = "*.h5", progress: bool = True) -> tuple[list[EpisodeCheck], list[str]]:
+             pattern: str = "*.h5", progress: bool = True, full_length: int | None = None) -> tuple[list[EpisodeCheck], list[str]]:
     """Checks of every file (duplicates across all inputs) and their display names."""
     files = collect_files(inputs, pattern)
-    checks = check_files([p for p, _ in files], min_length=min_length, max_speed=max_speed, frames=frames, progress=progress)
+    checks = check_files([p for p, _ in files], min_length=min_length, max_speed=max_speed, frames=frames, progress=progress,
+                         full_length=full_length)
     return checks, [shown for _, shown in files]
 
 

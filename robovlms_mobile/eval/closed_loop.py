@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.synthetic import Scenario
+from robovlms_mobile.data.format import Scenario
 from robovlms_mobile.eval.policy import Policy
 from robovlms_mobile.sim.expert import ScriptedExpert
 from robovlms_mobile.sim.media import save_gif, side_by_side

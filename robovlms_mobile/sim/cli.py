@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from robovlms_mobile.data.synthetic import DISTANCES
+from robovlms_mobile.data.format import DISTANCES
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from robovlms_mobile.data.synthetic import Scenario, event_types_for, write_episode_v4
+from robovlms_mobile.data.format import Scenario
+from robovlms_mobile.data.writers import event_types_for, write_episode_v4
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour_waypoints
 from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step

@@ -10,21 +10,18 @@ the instruction says which way to go, and a policy that ignores it fails half th
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 
 import numpy as np
 
-from robovlms_mobile.data.episode import instruction_for
-from robovlms_mobile.data.synthetic import DISTANCES, SIDES, Scenario
+from robovlms_mobile.data.format import instruction_for
+from robovlms_mobile.data.format import DISTANCES, NAME_RE, SIDES, Scenario
 from robovlms_mobile.sim.world import LATTICE, ROBOT_RADIUS, STANDOFF, Box, World
 
 APPROACH_STEPS = {"close": 1, "medium": 2, "far": 3}  # key presses straight ahead before the detour
 START_JITTER = 0.15  # the start pose varies by up to this much per axis: the expert then stops off the lattice goal
 CLEARANCE = 0.05 + START_JITTER  # metres kept between the robot disc and a box by the expert's lattice route
 BOTTLE_MARGIN = 0.04  # rad: the bottle stays this far inside the obstacle's silhouette at the start
-SHORT_RE = re.compile(r"^(?P<n>[12])box(?:_(?P<layout>hori|vert))?_(?P<side>left|right)(?:_(?P<variant>core|variant))?"
-                      r"_(?P<distance>close|medium|far)$")
 
 # the default evaluation set: 1 box and 2 boxes side by side, both sides, three distances
 DEFAULT_SCENARIOS = tuple(Scenario(n, "hori", side, "core", dist) for n in (1, 2) for dist in DISTANCES for side in SIDES)
@@ -33,11 +30,11 @@ ALL_SCENARIOS = DEFAULT_SCENARIOS + tuple(Scenario(2, "vert", side, "core", dist
 
 def parse_scenario(name: str) -> Scenario:
     """`1box_left_close`, `2box_vert_right_far` or a full V4 tag `1box_hori_left_core_close`."""
-    m = SHORT_RE.match(name.strip())
-    if m is None:
+    m = NAME_RE.fullmatch(name.strip())
+    if m is None or m["distance"] is None:
         raise ValueError(f"scenario {name!r}: expected e.g. 1box_left_close, 2box_vert_right_far "
                          f"(boxes 1|2, layout hori|vert, side left|right, distance close|medium|far)")
-    return Scenario(int(m["n"]), m["layout"] or "hori", m["side"], m["variant"] or "core", m["distance"])
+    return Scenario(int(m["boxes"][0]), m["layout"] or "hori", m["side"], m["variant"] or "core", m["distance"])
 
 
 def scenario_name(sc: Scenario) -> str:

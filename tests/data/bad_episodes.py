@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from robovlms_mobile.data.synthetic import event_types_for, write_episode_v4, write_episode_v5
+from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
 
 SIZE = (16, 16)  # stored frame (H, W); the dataset resizes to 224
 V5_TEXT = "go around the boxes on the right and stop in front of the bottle"
@@ -72,7 +72,7 @@ class Defect:
 
 
 def write_bad_files(d, *, warnings: bool = False) -> dict[str, Defect]:
-    """Write one malformed file per defect into d (18-frame episodes, window + chunk = 18); returns {name: Defect}.
+    """Write one malformed file per defect into d (18-frame episodes, window + chunk = 18; too short: 1 frame); returns {name: Defect}.
 
     Besides the bad files it writes one valid `episode_20250107_...` file: the original of the duplicate.
     With `warnings`, also files that are usable but suspicious (black / constant frames).
@@ -84,7 +84,7 @@ def write_bad_files(d, *, warnings: bool = False) -> dict[str, Defect]:
     raw_cases = {  # a file whose generation is known says which (spec §4)
         f"missing_actions{TAG}": ({"images": imgs}, Defect("no_actions", "V4 file has no 'actions'")),
         f"v5_missing_actions{TAG}": ({"observations/images": imgs}, Defect("no_actions", "V5 file has no 'actions'")),
-        f"v5_too_short{TAG}": ({"observations/images": imgs[:10], "actions": acts[:10]}, Defect("too_short", "V5 file has 10 frames")),
+        f"v5_too_short{TAG}": ({"observations/images": imgs[:1], "actions": acts[:1]}, Defect("too_short", "V5 file has 1 frames")),
         f"missing_images{TAG}": ({"actions": acts}, Defect("no_images", "no image data")),
         f"grey_images{TAG}": ({"images": imgs[..., 0], "actions": acts}, Defect("image_shape", "V4 '/images' has shape (18, 16, 16)")),
         f"float_images{TAG}": ({"images": imgs.astype(np.float32), "actions": acts},
@@ -94,7 +94,7 @@ def write_bad_files(d, *, warnings: bool = False) -> dict[str, Defect]:
         f"count_mismatch{TAG}": ({"images": imgs, "actions": acts[:-1]}, Defect("count_mismatch", "V4 file has 18 frames but 17 actions")),
         f"nan_actions{TAG}": ({"images": imgs, "actions": nan}, Defect("non_finite", "V4 'actions' contains NaN")),
         f"inf_actions{TAG}": ({"images": imgs, "actions": inf}, Defect("non_finite", "inf")),
-        f"too_short{TAG}": ({"images": imgs[:17], "actions": acts[:17]}, Defect("too_short", "need at least window + chunk = 18")),
+        f"too_short{TAG}": ({"images": imgs[:1], "actions": acts[:1]}, Defect("too_short", "need at least 2 frames")),
         f"over_speed{TAG}": ({"images": imgs, "actions": fast}, Defect("over_speed", "|action| reaches 1.300 > max_speed 1.15")),
         "episode_20250106_090000_no_scenario.h5": ({"images": imgs, "actions": acts},
                                                    Defect("no_instruction", "V4 file has no 'language_instruction'")),

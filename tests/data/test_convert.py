@@ -13,8 +13,10 @@ import torch
 
 from robovlms_mobile.data.convert import ConversionError, convert_bag, convert_v5, read_bag
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.data.episode import check_episode, instruction_for
-from robovlms_mobile.data.synthetic import Scenario, event_types_for, generate_episodes, make_episode
+from robovlms_mobile.data.episode import check_episode
+from robovlms_mobile.data.format import Scenario, instruction_for
+from robovlms_mobile.data.synthetic import generate_episodes, make_episode
+from robovlms_mobile.data.writers import event_types_for
 
 from bags import MS, write_mcap, write_rosbag2
 
@@ -133,8 +135,8 @@ def test_bag_errors_name_the_problem(tmp_path, source):
         read_bag(mono, camera_topic="/camera/image_raw")
     with pytest.raises(ConversionError, match="--scenario"):
         convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw")
-    with pytest.raises(ConversionError, match="--scenario '1box_left'"):
-        convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw", scenario="1box_left")
+    with pytest.raises(ConversionError, match="--scenario '3box_left'"):  # '1box_left' is a valid (intermediate) V4 tag
+        convert_bag(bag, tmp_path / "o", camera_topic="/camera/image_raw", scenario="3box_left")
     sqlite = write_rosbag2(tmp_path / "sqlite_bag", cam, cmds, parts=1, storage="sqlite3")
     with pytest.raises(ConversionError, match="storage 'sqlite3' is not supported"):
         read_bag(sqlite, camera_topic="/camera/image_raw")

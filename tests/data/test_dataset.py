@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
-from robovlms_mobile.data.episode import instruction_for
+from robovlms_mobile.data.format import instruction_for
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE
 from robovlms_mobile.data.transforms import CLIP_MEAN, CLIP_STD
 

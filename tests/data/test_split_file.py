@@ -15,7 +15,7 @@ import pytest
 
 from robovlms_mobile.config import ConfigError, validate_config
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.data.episode import NAME_RE
+from robovlms_mobile.data.format import NAME_RE
 from robovlms_mobile.data.scan import check_files
 from robovlms_mobile.data.split import assign_splits
 from robovlms_mobile.data.split_file import make_split, read_split_file, write_split_file

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from robovlms_mobile.data.stats import ACTION_CLASSES, action_class, collect
-from robovlms_mobile.data.synthetic import DEFAULT_SCENARIOS, generate_episodes
+from robovlms_mobile.data.format import V4_SCENARIOS as DEFAULT_SCENARIOS
+from robovlms_mobile.data.synthetic import generate_episodes
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
 

@@ -53,7 +53,7 @@ def test_table_and_report_name_every_problem(mixed, tmp_path):
 
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["summary"] == {"files": len(expected) + 4, "ok": 4, "warnings_only": 2, "errors": n_err}
-    assert doc["settings"] == {"min_length": 18, "max_speed": 1.15, "pattern": "*.h5", "frames_checked": True}
+    assert doc["settings"] == {"min_length": 2, "full_length": 18, "max_speed": 1.15, "pattern": "*.h5", "frames_checked": True}
     by_file = {Path(f["file"]).name: f for f in doc["files"]}
     for name, defect in expected.items():
         entry = by_file[name]
@@ -81,12 +81,19 @@ def test_warnings_alone_exit_zero(tmp_path, capsys):
 
 
 def test_length_limit_from_flags_or_config(tmp_path, base_config, capsys):
-    """window + chunk come from --window/--chunk, else from --config (its window_size and fwd_pred_next_n)."""
+    """Short episodes warn (they train masked); --require-full-chunks or the config key refuses them.
+
+    window + chunk come from --window/--chunk, else from --config (its window_size and fwd_pred_next_n).
+    """
     eps = str(tmp_path / "eps")
     generate_episodes(eps, 2, frame_size=(36, 64), length=12)
-    assert "need at least window + chunk = 18" in run_here(capsys, eps).stdout
-    assert run_here(capsys, eps, "--window", "4", "--chunk", "8").returncode == 0
+    out = run_here(capsys, eps)
+    assert out.returncode == 0 and "12 frames < window + chunk = 18: trains with the missing future steps masked" in out.stdout
+    out = run_here(capsys, eps, "--require-full-chunks")
+    assert out.returncode == 1 and "need at least window + chunk = 18 (require_full_chunks)" in out.stdout
+    assert run_here(capsys, eps, "--window", "4", "--chunk", "8").stdout.endswith("2 ok, 0 with warnings only, 0 with errors\n")
     cfg = dict(base_config, window_size=5, fwd_pred_next_n=8)
+    cfg["train_dataset"] = dict(cfg["train_dataset"], require_full_chunks=True)
     cfg.pop("parent", None)
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     out = run_here(capsys, eps, "--config", str(tmp_path / "cfg.json"))

@@ -10,7 +10,7 @@ import torch
 
 from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.data.episode import read_frames_rgb
+from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.prompt import encode_prompts
 from robovlms_mobile.runtime.chunking import StrategySpec
 from robovlms_mobile.runtime.loader import BaseModelError

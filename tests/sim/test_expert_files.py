@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image
 
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.data.episode import instruction_for
-from robovlms_mobile.data.synthetic import Scenario, event_types_for
+from robovlms_mobile.data.format import Scenario, instruction_for
+from robovlms_mobile.data.writers import event_types_for
 from robovlms_mobile.sim.expert import expert_episode, write_expert_episodes
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world
 
