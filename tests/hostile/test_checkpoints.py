@@ -258,7 +258,8 @@ def test_train_resume_with_another_chunk_is_one_line(tiny_checkpoint, tiny_confi
     tiny_config["fwd_pred_next_n"] = tiny_config["act_head"]["fwd_pred_next_n"] = 6
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config))
-    proc = main_in_process(capsys, monkeypatch, "train", config, "--resume", tiny_checkpoint, "--output-dir", tmp_path / "run", "--no-progress")
+    proc = main_in_process(capsys, monkeypatch, "train", config, "--resume", tiny_checkpoint, "--output-dir",
+                           tmp_path / "run", "--no-progress")
     assert_one_line_error(proc, "robovlms-mobile train: error:", "trained with chunk 10", "fwd_pred_next_n 6")
 
 
