@@ -21,7 +21,7 @@ import torch
 from robovlms.train.base_trainer import BaseTrainer
 
 from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, load_checkpoint
-from robovlms_mobile.checkpoint_meta import MAX_INSTRUCTIONS, plugin_entry
+from robovlms_mobile.checkpoint_meta import MAX_INSTRUCTIONS, TRAINER_TYPE, plugin_entry
 from robovlms_mobile.config import validate_config
 from robovlms_mobile.data.dataset import DATA_SOURCE
 from robovlms_mobile.model.lora import apply_lora
@@ -186,8 +186,9 @@ def check_same_shape(checkpoint: dict[str, Any], configs: dict[str, Any], what: 
         raise CheckpointError(f"{what}: checkpoint format {repr(info.get('format_version'))[:40]}; this robovlms-mobile "
                               f"reads format {FORMAT_VERSION}")
     stored = info.get("config") if isinstance(info.get("config"), dict) else {}
-    if stored.get("trainer_type") != "MobileVLATrainer":
-        raise CheckpointError(f"{what}: stored trainer_type {str(stored.get('trainer_type'))[:80]!r}; expected 'MobileVLATrainer'")
+    if stored.get("trainer_type") != TRAINER_TYPE:
+        raise CheckpointError(f"{what}: stored trainer_type {str(stored.get('trainer_type'))[:80]!r}; "
+                              f"expected {TRAINER_TYPE!r}")
     shape = info.get("shape") if isinstance(info.get("shape"), dict) else {}
     for key, config_key in (("window", "window_size"), ("chunk", "fwd_pred_next_n")):
         recorded = shape.get(key, stored.get(config_key))

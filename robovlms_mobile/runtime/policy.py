@@ -25,7 +25,10 @@ from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.data.prompt import encode_prompts, format_prompt
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.runtime.chunking import ChunkStrategy, StrategySpec
-from robovlms_mobile.task import ACTION_AXES, check_instruction
+from robovlms_mobile.task import ACTION_AXES, MAX_INSTRUCTION_CHARS, check_instruction
+
+# MAX_INSTRUCTION_CHARS is re-exported: serve/app.py imports it from here
+__all__ = ["MAX_INSTRUCTION_CHARS", "EpisodeState", "MobileVLAPolicy", "TickResult", "check_frame"]
 
 
 @dataclass

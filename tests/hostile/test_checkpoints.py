@@ -99,15 +99,20 @@ class Payload:
 # ---- stored config: tokenizer fallback, custom code ---------------------------------------------------------
 
 
-def test_stored_tokenizer_subfolder_cannot_delete_the_base_model_dir(tiny_checkpoint, canary_model, tmp_path):
-    """Upstream's fallback would rmtree the tokenizer path (= --base-model-dir) and write a tokenizer there."""
-    before = tree(canary_model)
+def subfolder_checkpoint(source: Path, canary_model: Path, tmp_path: Path) -> Path:
+    """A checkpoint whose stored tokenizer (type + subfolder) sends upstream's fallback to rmtree `canary_model`."""
 
     def edit(entry):
         point_at(entry, canary_model)
         entry["config"]["tokenizer"].update(type="AutoTokenizer", subfolder="not-here")
 
-    ckpt = hostile_copy(tiny_checkpoint, tmp_path / "subfolder.ckpt", edit)
+    return hostile_copy(source, tmp_path / "subfolder.ckpt", edit)
+
+
+def test_stored_tokenizer_subfolder_cannot_delete_the_base_model_dir(tiny_checkpoint, canary_model, tmp_path):
+    """Upstream's fallback would rmtree the tokenizer path (= --base-model-dir) and write a tokenizer there."""
+    before = tree(canary_model)
+    ckpt = subfolder_checkpoint(tiny_checkpoint, canary_model, tmp_path)
     proc = run_cli("eval", "offline", ckpt, tmp_path, "--base-model-dir", canary_model, "--no-progress")
     assert_one_line_error(proc, "robovlms-mobile eval: error:", "tokenizer.subfolder")
     assert tree(canary_model) == before
@@ -253,7 +258,8 @@ def test_train_resume_with_another_chunk_is_one_line(tiny_checkpoint, tiny_confi
     tiny_config["fwd_pred_next_n"] = tiny_config["act_head"]["fwd_pred_next_n"] = 6
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config))
-    proc = main_in_process(capsys, monkeypatch, "train", config, "--resume", tiny_checkpoint, "--output-dir", tmp_path / "run", "--no-progress")
+    proc = main_in_process(capsys, monkeypatch, "train", config, "--resume", tiny_checkpoint, "--output-dir",
+                           tmp_path / "run", "--no-progress")
     assert_one_line_error(proc, "robovlms-mobile train: error:", "trained with chunk 10", "fwd_pred_next_n 6")
 
 
@@ -290,12 +296,7 @@ def test_pickle_payload_with_env_on_every_cli_path(tiny_model_dir, tmp_path, com
 @pytest.mark.slow
 def test_stored_tokenizer_subfolder_on_serve_and_closed_loop(tiny_checkpoint, canary_model, tmp_path):
     before = tree(canary_model)
-
-    def edit(entry):
-        point_at(entry, canary_model)
-        entry["config"]["tokenizer"].update(type="AutoTokenizer", subfolder="not-here")
-
-    ckpt = hostile_copy(tiny_checkpoint, tmp_path / "subfolder.ckpt", edit)
+    ckpt = subfolder_checkpoint(tiny_checkpoint, canary_model, tmp_path)
     assert_one_line_error(run_cli("serve", ckpt, "--base-model-dir", canary_model, "--port", "1"), "tokenizer.subfolder")
     assert_one_line_error(run_cli("eval", "closed-loop", ckpt, "--out", tmp_path / "o", "--no-progress"), "tokenizer.subfolder")
     assert tree(canary_model) == before
