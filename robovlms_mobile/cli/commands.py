@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import run_command
-from robovlms_mobile.cli.options import add_progress_option, frame_size, positive_int
+from robovlms_mobile.cli.options import OneLineParser, add_progress_option, frame_size, positive_int
 from robovlms_mobile.data.cli import add_parser as add_data_parser
 from robovlms_mobile.serve.cli import add_parser as add_drive_parsers
 
@@ -49,7 +49,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
-    parser = argparse.ArgumentParser(prog="robovlms-mobile", description="Train and run 2-DOF navigation VLAs on upstream RoboVLMs.")
+    parser = OneLineParser(prog="robovlms-mobile", description="Train and run 2-DOF navigation VLAs on upstream RoboVLMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train from a config (CPU or GPU)", description="Train through upstream RoboVLMs' pipeline.")
@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, run the command under the one error policy (`cli.errors.run_command`), return its exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a flag refused in one line by OneLineParser
+        return exc.code if isinstance(exc.code, int) else 0
     return run_command(args.command, lambda: args.func(args))
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from robovlms_mobile.sim.cli import parse_size, scenario_arg
+from robovlms_mobile.cli.options import (add_client_options, add_progress_option, frame_size, positive_float,
+                                         positive_int, nonnegative_int)
+from robovlms_mobile.sim.cli import scenario_arg
 
-API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 
 
 def _out_dir(args: argparse.Namespace, kind: str) -> Path:
@@ -92,10 +92,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--split", choices=("all", "train", "val"), default="all", help="which episodes of DATA (default: %(default)s)")
     o.add_argument("--val-ratio", type=float, default=0.1, help="for --split train/val (default: %(default)s)")
     o.add_argument("--split-seed", type=int, default=0)
-    o.add_argument("--batch-size", type=int, default=8)
+    o.add_argument("--batch-size", type=positive_int, default=8)
     o.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_offline)")
     o.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
-    o.add_argument("--no-progress", action="store_true")
+    add_progress_option(o)
     o.set_defaults(func=_cmd_offline)
 
     c = sub.add_parser("closed-loop", help="drive N seeded episodes per scenario in the simulator",
@@ -105,22 +105,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("checkpoint", nargs="?", help="plugin checkpoint (omit with --server)")
     c.add_argument("--server", metavar="URL", help="policy server base URL: POST URL/reset and URL/act (URL/predict "
                                                    "with --api original)")
-    c.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"),
-                   help=f"with --server: sent as 'X-API-Key' (default: ${API_KEY_ENV}, else $VLA_API_KEY; prefer the variable: arguments "
-                        f"are visible to other users in the process list)")
-    c.add_argument("--api", choices=("native", "original"), default="native",
-                   help="with --server: native = robovlms-mobile serve's /reset + /act episodes; original = the lab's "
-                        "earlier inference server (POST /predict, one global history) (default: %(default)s)")
-    c.add_argument("--timeout", type=float, default=30.0, help="with --server: seconds per request (default: %(default)s)")
-    c.add_argument("--episodes", type=int, default=4, help="seeded worlds per scenario (default: %(default)s)")
+    add_client_options(c)
+    c.add_argument("--timeout", type=positive_float, default=30.0, help="with --server: seconds per request (default: %(default)s)")
+    c.add_argument("--episodes", type=positive_int, default=4, help="seeded worlds per scenario (default: %(default)s)")
     c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far")
     c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")
-    c.add_argument("--max-steps", type=int, default=40, help="steps before a timeout (default: %(default)s)")
-    c.add_argument("--chunk-steps", type=int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
-    c.add_argument("--frame-size", type=parse_size, default=(144, 256), help="HxW camera frames (default: 144x256)")
-    c.add_argument("--gifs", type=int, default=4, help="rollouts saved as GIF (default: %(default)s)")
+    c.add_argument("--max-steps", type=positive_int, default=40, help="steps before a timeout (default: %(default)s)")
+    c.add_argument("--chunk-steps", type=positive_int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
+    c.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW camera frames (default: 144x256)")
+    c.add_argument("--gifs", type=nonnegative_int, default=4, help="rollouts saved as GIF (default: %(default)s)")
     c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")
     c.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_closed_loop)")
     c.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
-    c.add_argument("--no-progress", action="store_true")
+    add_progress_option(c)
     c.set_defaults(func=_cmd_closed_loop)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from robovlms_mobile.cli.options import API_KEY_ENV, add_client_options, add_model_options, add_strategy_options, resolve_device
 from robovlms_mobile.task import MAX_SPEED
 
-API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,17 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--server", help="policy server URL, e.g. http://127.0.0.1:8000")
     src.add_argument("--checkpoint", help="plugin checkpoint to run in this process")
-    p.add_argument("--base-model-dir", help="with --checkpoint: the Kosmos-2 folder it was trained on")
-    p.add_argument("--device", default="auto", help="with --checkpoint: cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or os.environ.get("VLA_API_KEY"), help=f"with --server (default: ${API_KEY_ENV}, else $VLA_API_KEY)")
-    p.add_argument("--api", choices=("native", "original"), default="native",
-                   help="with --server: native = robovlms-mobile serve (/reset + /act episodes); original = the lab's "
-                        "earlier inference server (POST /predict, one global history) (default: %(default)s)")
+    add_model_options(p)  # with --checkpoint
+    add_client_options(p)  # with --server
     p.add_argument("--instruction", required=True, help="the navigation command; /instruction (std_msgs/String) changes it")
-    p.add_argument("--strategy", choices=("receding", "reuse", "ensemble"), default="receding",
-                   help="with --checkpoint: chunk strategy (the server has its own) (default: %(default)s)")
-    p.add_argument("--reuse-steps", type=int, default=5)
-    p.add_argument("--ensemble-decay", type=float, default=0.01)
+    add_strategy_options(p)  # with --checkpoint (a server has its own)
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--compressed", action="store_true", help="the image topic is sensor_msgs/CompressedImage")
     p.add_argument("--image-service", help="poll this service for frames instead of subscribing (the robot's CSI camera: "
@@ -145,9 +137,7 @@ def _source(args: argparse.Namespace):
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
-    import torch
-
     strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
                                                            strategy=strategy, device=device))

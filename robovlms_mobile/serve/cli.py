@@ -6,15 +6,12 @@ import argparse
 import os
 import sys
 
+from robovlms_mobile.cli.options import (API_KEY_ENV, DEFAULT_ENSEMBLE_DECAY, ORIGINAL_API_KEY_ENV, STRATEGIES,
+                                         add_model_options, add_strategy_options, positive_int)
 from robovlms_mobile.task import CHUNK
 
-API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
-ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot client read this one
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_BODY_MB = 1024.0
-# runtime.chunking's STRATEGIES / DEFAULT_ENSEMBLE_DECAY, repeated so `--help` imports no numpy (a test keeps them equal)
-STRATEGIES = ("receding", "reuse", "ensemble")
-DEFAULT_ENSEMBLE_DECAY = 0.01
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a plugin checkpoint over HTTP (FastAPI on uvicorn). The checkpoint is loaded with "
                     "weights_only=True; one with a pickled payload is refused.")
     p.add_argument("checkpoint", help="plugin checkpoint (e.g. runs/demo/last.ckpt)")
-    p.add_argument("--base-model-dir", help="the Kosmos-2 folder the checkpoint was trained on (default: the model_path "
-                                            "stored in the checkpoint)")
+    add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only; "
                                                         "0.0.0.0 exposes the server on every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
@@ -38,18 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instruction-map", metavar="JSON",
                    help="JSON file {robot instruction: trained instruction} (or a config file with an "
                         "'instruction_map' object): translates what the robot sends, e.g. 'center_straight'")
-    p.add_argument("--strategy", choices=STRATEGIES, default="receding",
-                   help="how each chunk is used: receding = query every tick, execute step 0; reuse = query every "
-                        "--reuse-steps ticks; ensemble = query every tick, exponentially weighted average of the "
-                        "overlapping chunks (default: %(default)s)")
-    p.add_argument("--reuse-steps", type=int, default=5, help="steps executed per query with --strategy reuse (default: %(default)s)")
-    p.add_argument("--ensemble-decay", type=float, default=DEFAULT_ENSEMBLE_DECAY,
-                   help="weight exp(-decay * i), i = 0 for the oldest chunk, with --strategy ensemble (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    p.add_argument("--max-episodes", type=int, default=64, help="episodes kept; least recently used evicted (default: %(default)s)")
+    add_strategy_options(p)
+    p.add_argument("--max-episodes", type=positive_int, default=64, help="episodes kept; least recently used evicted (default: %(default)s)")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default: %(default)s)")
-    p.add_argument("--max-image-side", type=int, default=4096, help="largest image side in pixels (default: %(default)s)")
-    p.add_argument("--max-image-pixels", type=int, default=3840 * 2160, help="largest image area (default: %(default)s)")
+    p.add_argument("--max-image-side", type=positive_int, default=4096, help="largest image side in pixels (default: %(default)s)")
+    p.add_argument("--max-image-pixels", type=positive_int, default=3840 * 2160, help="largest image area (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=run_serve)

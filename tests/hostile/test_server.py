@@ -197,10 +197,10 @@ CLI_CASES = {
     "--max-body-mb nan": (["--max-body-mb", "nan"], None, "--max-body-mb must be a number of MiB in (0, 1024.0], got nan"),
     "--max-body-mb inf": (["--max-body-mb", "inf"], None, "--max-body-mb must be a number of MiB"),
     "--max-body-mb negative": (["--max-body-mb", "-1"], None, "--max-body-mb must be a number of MiB"),
-    "--reuse-steps 0": (["--strategy", "reuse", "--reuse-steps", "0"], None, "--reuse-steps must be >= 1 (and at most the checkpoint's chunk length), got 0"),
-    "--ensemble-decay nan": (["--strategy", "ensemble", "--ensemble-decay", "nan"], None, "ensemble decay must be a finite number >= 0"),
+    "--reuse-steps 0": (["--strategy", "reuse", "--reuse-steps", "0"], None, "argument --reuse-steps: expected an integer >= 1, got 0"),
+    "--ensemble-decay nan": (["--strategy", "ensemble", "--ensemble-decay", "nan"], None, "argument --ensemble-decay: expected a finite number, got 'nan'"),
     "--port out of range": (["--port", "70000"], None, "--port must be in 0..65535"),
-    "--max-episodes 0": (["--max-episodes", "0"], None, "--max-episodes must be >= 1"),
+    "--max-episodes 0": (["--max-episodes", "0"], None, "argument --max-episodes: expected an integer >= 1, got 0"),
 }
 
 

@@ -50,7 +50,7 @@ def test_serve_refuses_a_pickled_payload_checkpoint(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["--base-model-dir", "/nonexistent/kosmos"], "no config.json"),
-    (["--strategy", "reuse", "--reuse-steps", "0"], "--reuse-steps must be >= 1 (and at most the checkpoint's chunk length), got 0"),
+    (["--strategy", "reuse", "--reuse-steps", "0"], "argument --reuse-steps: expected an integer >= 1, got 0"),
     (["--strategy", "reuse", "--reuse-steps", "11"], "reuse steps must be in 1..10 (the chunk length), got 11"),
     (["--max-body-mb", "0"], "--max-body-mb must be a number of MiB in (0,"),
 ])
