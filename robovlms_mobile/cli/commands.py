@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a flag refused in one line by OneLineParser
         return exc.code if isinstance(exc.code, int) else 0
-    return run_command(args.command, lambda: args.func(args))
+    return run_command(args._prog, lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ class UsageError(ValueError):
 def _user_error_types() -> tuple[type[BaseException], ...]:
     """Error types that mean 'your input was refused' (imported lazily: `--help` stays light)."""
     types: list[type[BaseException]] = [UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-                                         NotADirectoryError, FileExistsError, UnicodeError]
+                                         NotADirectoryError, FileExistsError, UnicodeError,
+                                         OSError]  # an unreadable input file (h5py, PIL) is an OSError
     for module, name in (("robovlms_mobile.config", "ConfigError"),
                          ("robovlms_mobile.data.dataset", "InvalidEpisodesError"),
                          ("robovlms_mobile.launcher", "OutputDirError"),
@@ -41,21 +42,21 @@ def one_line(exc: BaseException) -> str:
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def run_command(command: str, func: Callable[[], int | None]) -> int:
-    """Run one command under the policy above; returns the exit code."""
+def run_command(prog: str, func: Callable[[], int | None]) -> int:
+    """Run one command (`prog`: its full name, e.g. `robovlms-mobile data validate`) under the policy above."""
     try:
         return int(func() or 0)
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        print(f"robovlms-mobile {command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
         if os.environ.get(DEBUG_ENV) == "1":
             raise
         if isinstance(exc, _user_error_types()):
-            print(f"robovlms-mobile {command}: error: {one_line(exc)}", file=sys.stderr)
+            print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
             return 2
-        print(f"robovlms-mobile {command}: internal error: {type(exc).__name__}: {one_line(exc)} "
+        print(f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "
               f"(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 1

@@ -119,6 +119,13 @@ def resolve_device(device: str) -> str:
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (`prog: error: ...`, exit 2) instead of usage + error."""
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Also record the innermost command's name (`robovlms-mobile data validate`) as `_prog`."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, "_prog"):  # the innermost sub-parser finishes first
+            namespace._prog = self.prog
+        return namespace, extras
+
     def error(self, message: str) -> None:  # type: ignore[override]
         """Print one line naming the flag and what was expected; exit 2."""
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

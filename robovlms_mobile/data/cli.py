@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from robovlms_mobile.cli.options import positive_float, positive_int
 from robovlms_mobile.task import CHUNK as DEFAULT_CHUNK
 from robovlms_mobile.task import MAX_SPEED as DEFAULT_MAX_SPEED
 from robovlms_mobile.task import STEP_S
@@ -45,32 +44,6 @@ def _limits(args: argparse.Namespace) -> Limits:
     max_speed = args.max_speed if args.max_speed is not None else max_speed
     full = full or args.require_full_chunks
     return Limits(min_episode_frames(window, chunk, full), window + chunk, float(max_speed), args.pattern or pattern)
-
-
-def _positive_int(flag: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = 0
-        if not 1 <= number <= 10_000:
-            raise argparse.ArgumentTypeError(f"{flag} {value!r}: expected a whole number 1..10000")
-        return number
-
-    return parse
-
-
-def _positive_float(flag: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and 0 < number <= 1e3):
-            raise argparse.ArgumentTypeError(f"{flag} {value!r}: expected a finite number > 0")
-        return number
-
-    return parse
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -158,27 +131,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def _guarded(name: str, func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad input ends in one line naming the problem (exit 2), not a traceback."""
-
-    def run(args: argparse.Namespace) -> int:
-        from robovlms_mobile.config import ConfigError
-
-        try:
-            return func(args)
-        except (ConfigError, FileNotFoundError, ValueError, OSError) as exc:
-            print(f"robovlms-mobile data {name}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment config: window_size, fwd_pred_next_n, train_dataset.max_speed/pattern/"
                                     "require_full_chunks")
-    p.add_argument("--window", type=_positive_int("--window"), help=f"window size (default: config, else {DEFAULT_WINDOW})")
-    p.add_argument("--chunk", type=_positive_int("--chunk"), help=f"action chunk length (default: config, else {DEFAULT_CHUNK})")
-    p.add_argument("--max-speed", type=_positive_float("--max-speed"),
+    p.add_argument("--window", type=positive_int, help=f"window size (default: config, else {DEFAULT_WINDOW})")
+    p.add_argument("--chunk", type=positive_int, help=f"action chunk length (default: config, else {DEFAULT_CHUNK})")
+    p.add_argument("--max-speed", type=positive_float,
                    help=f"largest allowed |linear velocity| (default: config, else {DEFAULT_MAX_SPEED})")
     p.add_argument("--pattern", help="file name glob inside the folder (default: config, else *.h5)")
     p.add_argument("--require-full-chunks", action="store_true",
@@ -201,7 +159,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     _limit_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write a JSON report")
     p.add_argument("--no-frames", action="store_true", help="skip decoding every frame (black/constant checks)")
-    p.set_defaults(func=_guarded("validate", _cmd_validate))
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("stats", help="scenario counts, lengths, action classes, per-axis values: PNG + Markdown",
                        description="Summarise a folder of episodes: counts by scenario, length histogram, action classes, "
@@ -210,7 +168,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default="data-stats", help="output folder (default: %(default)s)")
     p.add_argument("--pattern", help="file name pattern (default: *.h5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guarded("stats", _cmd_stats))
+    p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("split", help="write a seeded, scenario-stratified train/val/test split file",
                        description="Write a deterministic episode-level split (JSON: seed, ratios, files and content hashes "
@@ -223,18 +181,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid files out (listed in the file) instead of refusing")
     _limit_flags(p)
-    p.set_defaults(func=_guarded("split", _cmd_split))
+    p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("show", help="contact sheet, animated GIF and trajectory of one episode",
                        description="Draw one episode: a contact-sheet PNG (action arrow, values and event type on each "
                                    "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
     p.add_argument("file", help="episode file (V4 or V5)")
     p.add_argument("--out", default="show", help="output folder (default: %(default)s)")
-    p.add_argument("--width", type=_positive_int("--width"), default=320, help="frame width in the sheet and GIF (default: %(default)s)")
-    p.add_argument("--columns", type=_positive_int("--columns"), default=6, help="contact-sheet columns (default: %(default)s)")
-    p.add_argument("--dt", type=_positive_float("--dt"), default=STEP_S, help="seconds per frame for the GIF and the integration (default: %(default)s)")
-    p.add_argument("--max-speed", type=_positive_float("--max-speed"), default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
-    p.set_defaults(func=_guarded("show", _cmd_show))
+    p.add_argument("--width", type=positive_int, default=320, help="frame width in the sheet and GIF (default: %(default)s)")
+    p.add_argument("--columns", type=positive_int, default=6, help="contact-sheet columns (default: %(default)s)")
+    p.add_argument("--dt", type=positive_float, default=STEP_S, help="seconds per frame for the GIF and the integration (default: %(default)s)")
+    p.add_argument("--max-speed", type=positive_float, default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
+    p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("convert", help="ROS 2 bags (MCAP) or V5 files -> V4 episode files",
                        description="Convert rosbag2 MCAP bags (a camera topic + /cmd_vel) or V5 HDF5 files to V4 episode "
@@ -245,11 +203,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--camera-topic", default="/camera/image_raw", help="sensor_msgs Image or CompressedImage topic (default: %(default)s)")
     p.add_argument("--cmd-topic", default="/cmd_vel", help="geometry_msgs Twist topic (default: %(default)s)")
     p.add_argument("--frames", choices=("change", "rate"), default="change", help="frame selection (default: %(default)s)")
-    p.add_argument("--fps", type=_positive_float("--fps"), help="frames per second for --frames rate")
+    p.add_argument("--fps", type=positive_float, help="frames per second for --frames rate")
     p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guarded("convert", _cmd_convert))
+    p.set_defaults(func=_cmd_convert)
     return data
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from robovlms_mobile.cli.errors import UsageError
 from robovlms_mobile.cli.options import (add_client_options, add_progress_option, frame_size, positive_float,
                                          positive_int, nonnegative_int)
 from robovlms_mobile.sim.cli import scenario_arg
@@ -46,12 +47,12 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
 
     if (args.checkpoint is None) == (args.server is None):
-        raise SystemExit("robovlms-mobile eval closed-loop: error: give a checkpoint or --server URL (one of them)")
+        raise UsageError("give a checkpoint or --server URL (one of them)")
     if args.server and args.blank_instruction:
-        raise SystemExit("robovlms-mobile eval closed-loop: error: --blank-instruction needs an in-process checkpoint "
+        raise UsageError("--blank-instruction needs an in-process checkpoint "
                          "(the server refuses an empty instruction)")
     if args.server and not 0 < args.timeout < float("inf"):
-        raise SystemExit(f"robovlms-mobile eval closed-loop: error: --timeout must be a positive number of seconds, got {args.timeout}")
+        raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     if args.server:
         policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
     else:
@@ -66,7 +67,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     except (ConnectionError, RuntimeError) as exc:
         if not args.server:
             raise
-        raise SystemExit(f"robovlms-mobile eval closed-loop: error: {exc}") from None
+        raise UsageError(f"{exc}") from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
                         "blank_instruction": args.blank_instruction,
                         "chunk_steps": args.chunk_steps}

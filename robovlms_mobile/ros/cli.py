@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from robovlms_mobile.cli.errors import UsageError
 from robovlms_mobile.cli.options import API_KEY_ENV, add_client_options, add_model_options, add_strategy_options, resolve_device
 from robovlms_mobile.task import MAX_SPEED
 
@@ -96,9 +96,8 @@ def run_bridge(args: argparse.Namespace) -> int:
         source = _source(args)
         controller = DriveController(source, SafetyLayer(config), args.instruction, max_frame_age_s=args.max_frame_age,
                                      on_action=_action_logger(args.action_log) if args.action_log else None)
-    except (RosUnavailableError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"robovlms-mobile ros-bridge: error: {exc}", file=sys.stderr)
-        return 2
+    except (RosUnavailableError, RuntimeError) as exc:  # no ROS here, or the policy server is not usable
+        raise UsageError(str(exc)) from None
     run_node(controller, topics, allow_network_discovery=args.allow_network_discovery)
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from robovlms_mobile.cli.options import (API_KEY_ENV, DEFAULT_ENSEMBLE_DECAY, ORIGINAL_API_KEY_ENV, STRATEGIES,
+from robovlms_mobile.cli.options import (API_KEY_ENV, ORIGINAL_API_KEY_ENV,
                                          add_model_options, add_strategy_options, positive_int)
 from robovlms_mobile.task import CHUNK
 
@@ -47,22 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load the checkpoint and serve it until interrupted; one-line errors for a bad checkpoint or folder."""
-    from robovlms_mobile.checkpoint import UnsafeCheckpointError
     from robovlms_mobile.runtime.chunking import StrategySpec
-    from robovlms_mobile.runtime.loader import BaseModelError
 
     from robovlms_mobile.serve.instructions import InstructionBook, load_instruction_map
 
-    try:
-        api_key = resolve_api_key(args.api_key, os.environ)
-        check_flags(args)
-        strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
-        strategy.build(max(args.reuse_steps, CHUNK))  # parameter checks only; the checkpoint's chunk is checked on load
-        mapping = load_instruction_map(args.instruction_map) if args.instruction_map else {}
-        policy, trained = _load_policy(args, strategy)
-    except (UnsafeCheckpointError, BaseModelError, FileNotFoundError, ValueError) as exc:
-        print(f"robovlms-mobile serve: error: {exc}", file=sys.stderr)
-        return 2
+    api_key = resolve_api_key(args.api_key, os.environ)
+    check_flags(args)
+    strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
+    strategy.build(max(args.reuse_steps, CHUNK))  # parameter checks only; the checkpoint's chunk is checked on load
+    mapping = load_instruction_map(args.instruction_map) if args.instruction_map else {}
+    policy, trained = _load_policy(args, strategy)
     import uvicorn
 
     from robovlms_mobile.serve.app import ServerSettings, create_app

@@ -114,7 +114,7 @@ def test_stored_tokenizer_subfolder_cannot_delete_the_base_model_dir(tiny_checkp
     before = tree(canary_model)
     ckpt = subfolder_checkpoint(tiny_checkpoint, canary_model, tmp_path)
     proc = run_cli("eval", "offline", ckpt, tmp_path, "--base-model-dir", canary_model, "--no-progress")
-    assert_one_line_error(proc, "robovlms-mobile eval: error:", "tokenizer.subfolder")
+    assert_one_line_error(proc, "robovlms-mobile eval offline: error:", "tokenizer.subfolder")
     assert tree(canary_model) == before
 
 

@@ -29,8 +29,8 @@ def test_serve_defaults_to_loopback():
 
 
 def test_strategy_constants_match_the_runtime():
+    from robovlms_mobile.cli import options as cli
     from robovlms_mobile.runtime import chunking
-    from robovlms_mobile.serve import cli
 
     assert cli.STRATEGIES == chunking.STRATEGIES and cli.DEFAULT_ENSEMBLE_DECAY == chunking.DEFAULT_ENSEMBLE_DECAY
 
