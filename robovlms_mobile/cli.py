@@ -22,6 +22,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rehearse(args: argparse.Namespace) -> int:
+    from robovlms_mobile.rehearse import run_cli
+
+    return run_cli(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from robovlms_mobile.demo import run_demo
 
@@ -60,6 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("rehearse", help="build, train K steps, save and reload the config's model at real size on CPU",
+                       description="Kosmos-2 at its published size with random weights (no download): K real training "
+                                   "steps on synthetic episodes, checkpoint save + reload, memory per phase, GPU estimate.")
+    p.add_argument("config", help="JSON experiment config (e.g. configs/mobile_vla_lora.json)")
+    p.add_argument("--steps", type=int, default=2, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1, help="CPU batch (default: %(default)s; the config's batch "
+                   "enters the GPU estimate)")
+    p.add_argument("--model-dir", help="where the random full-size Kosmos-2 is written once and reused "
+                   "(default: ~/.cache/robovlms-mobile/kosmos-2-patch14-224-random, ~6.7 GB)")
+    p.add_argument("--tiny", action="store_true", help="use the tiny Kosmos-2 instead (a quick check of the pipeline)")
+    p.add_argument("--no-checkpointing-check", action="store_true", help="skip the gradient-checkpointing comparison")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--json", help="also write every figure to this JSON file")
+    p.set_defaults(func=_cmd_rehearse)
 
     p = sub.add_parser("demo", help="the embedded default: generate data + tiny model, train, evaluate",
                        description="Generate episodes and a tiny Kosmos-2 offline, train on CPU, print train/val loss and offline metrics.")
