@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3, help="timed streaming queries per dtype (default: %(default)s)")
     parser.add_argument("--window-queries", type=int, default=2, help="timed whole-window queries (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
+    parser.add_argument("--inference-only", choices=("fp32", "bf16"), help="no rehearsal: only streaming vs whole "
+                        "window, on the untrained model in this dtype (bf16 halves the memory)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
@@ -105,6 +107,8 @@ def main() -> None:
     from robovlms_mobile.rehearse import format_report, rehearse
     from robovlms_mobile.runtime.loader import load_for_inference
 
+    if args.inference_only:
+        return inference_only(args)
     work = tempfile.TemporaryDirectory(prefix="realsize-")
     r = rehearse(args.config, steps=1, tiny=args.tiny, model_dir=args.model_dir, checkpointing=False, keep_model=True,
                  work_dir=work.name, log=lambda *_: None)
@@ -150,6 +154,44 @@ def main() -> None:
     work.cleanup()
     print(f"step_s={r['step_s']:.2f} peak_rss_gb={r['peak_rss_gb']:.2f} ckpt_mb={r['ckpt_bytes'] / 2**20:.1f} "
           f"stream_over_window={s_fp32 / s_window:.3f} int8_over_fp32={s_int8 / s_fp32:.3f}")
+
+
+def inference_only(args) -> None:
+    """Streaming vs whole-window latency on the untrained model (no training, no checkpoint) in one dtype."""
+    import contextlib
+    import io
+
+    from robovlms_mobile.config import load_config
+    from robovlms_mobile.memory import GIB, MemoryGuard
+    from robovlms_mobile.rehearse import prepare_backbone, rehearsal_config
+    from robovlms_mobile.registry import register
+    from robovlms_mobile.trainer import MobileVLATrainer
+
+    register()
+    with tempfile.TemporaryDirectory(prefix="realsize-") as tmp, MemoryGuard(12 * GIB, what="realsize"):
+        configs = load_config(args.config)
+        backbone = prepare_backbone(tiny=args.tiny, model_dir=args.model_dir, work=Path(tmp))
+        cfg = rehearsal_config(configs, backbone, Path(tmp), Path(tmp) / "run", steps=1, batch_size=1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            module = MobileVLATrainer(cfg)
+        module.requires_grad_(False)
+        module.eval()
+        dtype = torch.bfloat16 if args.inference_only == "bf16" else None
+        if dtype is not None:
+            module.to(dtype)
+        info = {"action_scale": {"max_speed": configs["train_dataset"].get("max_speed", 1.15)},
+                "prompt": {"template": configs["train_dataset"]["prompt_template"]}}
+        policy = make_policy(module, info)
+        window = int(cfg["window_size"])
+        clip = frames(window + args.queries + 1)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            t_stream, _ = stream(policy, clip[: args.queries + 1])
+            t_window = [window_query(policy, clip[i: i + window]) for i in range(args.window_queries)]
+    s, w = statistics.median(t_stream), statistics.median(t_window)
+    print(f"{args.inference_only} per query ({'tiny' if args.tiny else 'real size'}, untrained, CPU, torch threads "
+          f"{torch.get_num_threads()}): streaming {s:.2f} s, whole {window}-frame window {w:.2f} s; medians of "
+          f"{len(t_stream)} / {len(t_window)} on this machine")
+    print(f"stream_over_window={s / w:.3f}")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="where the random full-size Kosmos-2 is written once and reused "
                    "(default: ~/.cache/robovlms-mobile/kosmos-2-patch14-224-random, ~6.7 GB)")
     p.add_argument("--tiny", action="store_true", help="use the tiny Kosmos-2 instead (a quick check of the pipeline)")
+    p.add_argument("--gradient-checkpointing", choices=("config", "on", "off"), default="config",
+                   help="in the training steps (default: the config's train_setup.gradient_checkpointing)")
     p.add_argument("--no-checkpointing-check", action="store_true", help="skip the gradient-checkpointing comparison")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--max-rss-gb", type=float, default=12.0, help="stop with an error when this process's RSS passes "
+                   "this (GiB), or when the machine has under 1 GiB available (default: %(default)s; 0 = no limit)")
     p.add_argument("--json", help="also write every figure to this JSON file")
     p.set_defaults(func=_cmd_rehearse)
 

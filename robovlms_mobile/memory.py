@@ -69,11 +69,13 @@ class PhaseLog:
 
     def __init__(self) -> None:
         self.phases: dict[str, Phase] = {}
+        self.on_start = lambda name: None  # e.g. tell a MemoryGuard which phase is running
 
     @contextlib.contextmanager
     def run(self, name: str) -> Iterator[Phase]:
         """`with log.run("build"): ...` times the block and records its RSS peak."""
         phase = self.phases.setdefault(name, Phase(name))
+        self.on_start(name)
         start = time.perf_counter()
         with PeakRSS() as rss:
             yield phase
@@ -106,3 +108,46 @@ def gpu_estimate(*, total_params: int, trainable_params: int, precision: str | i
               f"assumed CUDA context/allocator slack")
     return {"total_gb": total / GIB, "weights_gb": weights / GIB, "grads_gb": grads / GIB, "adamw_gb": adamw / GIB,
             "activations_gb": activations / GIB, "precision": str(precision), "batch": batch, "method": method}
+
+
+class MemoryGuard:
+    """Ends this process with a one-line error before it exhausts a shared machine's memory.
+
+    A background thread checks every `interval` s that this process's RSS stays under `max_rss`
+    bytes and that the machine keeps `min_available` bytes available; otherwise it prints why,
+    kills this process's children (data-loader workers) and exits with status 3. A long C++
+    call (a 1.6 B-parameter backward) does not return to Python in time for a signal, so the
+    thread exits the process itself.
+    """
+
+    def __init__(self, max_rss: int, min_available: int = GIB, interval: float = 0.2, what: str = "robovlms-mobile"):
+        self.max_rss, self.min_available, self.interval, self.what = max_rss, min_available, interval, what
+        self.phase = "start"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import os
+        import sys
+
+        me = psutil.Process()
+        while not self._stop.wait(self.interval):
+            rss, available = me.memory_info().rss, psutil.virtual_memory().available
+            if rss <= self.max_rss and available >= self.min_available:
+                continue
+            why = (f"RSS {rss / GIB:.1f} GiB passed the limit {self.max_rss / GIB:.1f} GiB" if rss > self.max_rss else
+                   f"only {available / GIB:.1f} GiB left available on the machine (floor {self.min_available / GIB:.1f} GiB)")
+            print(f"{self.what}: error: stopped during phase '{self.phase}': {why}; raise --max-rss-gb, lower "
+                  f"--batch-size or enable gradient checkpointing", file=sys.stderr, flush=True)
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            os._exit(3)
+
+    def __enter__(self) -> "MemoryGuard":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from robovlms_mobile.memory import GIB, PeakRSS, PhaseLog, gpu_estimate
+from robovlms_mobile.memory import GIB, MemoryGuard, PeakRSS, PhaseLog, gpu_estimate
 
 DEFAULT_CACHE = Path(os.environ.get("ROBOVLMS_MOBILE_CACHE", Path.home() / ".cache" / "robovlms-mobile"))
 FULL_MODEL_DIRNAME = "kosmos-2-patch14-224-random"
@@ -133,7 +133,7 @@ def compare_checkpointing(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
     module.train()
     result = {}
     try:
-        for enabled in (False, True):
+        for enabled in (True, False):  # the lighter pass first
             set_gradient_checkpointing(module.model.backbone, enabled)
             seconds, rise = forward_backward(module, batch)
             result["on" if enabled else "off"] = {"seconds": seconds, "rss_rise": rise}
@@ -145,7 +145,8 @@ def compare_checkpointing(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
 
 def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size: int = 1, model_dir: str | Path | None = None,
              work_dir: str | Path | None = None, tiny: bool = False, checkpointing: bool = True, seed: int = 0,
-             keep_model: bool = False, log=print) -> dict[str, Any]:
+             keep_model: bool = False, max_rss_gb: float | None = 12.0, gradient_checkpointing: bool | None = None,
+             log=print) -> dict[str, Any]:
     """Run the rehearsal; returns every figure (and the reloaded module under "module" when `keep_model`)."""
     from lightning import Trainer, seed_everything
 
@@ -160,12 +161,17 @@ def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size:
         raise ValueError(f"--steps and --batch-size must be >= 1, got {steps} and {batch_size}")
     original = copy.deepcopy(config) if isinstance(config, dict) else load_config(config)
     validate_config(original)
+    if gradient_checkpointing is not None:  # override the config's train_setup.gradient_checkpointing
+        original["train_setup"]["gradient_checkpointing"] = bool(gradient_checkpointing)
     register()
     tmp = tempfile.TemporaryDirectory(prefix="rehearse-") if work_dir is None else None
     work = Path(work_dir or tmp.name)
     phases = PhaseLog()
+    guard = MemoryGuard(int((max_rss_gb or float("inf")) * GIB) if max_rss_gb else 2**62, what="robovlms-mobile rehearse")
     accumulate = int(original["trainer"].get("accumulate_grad_batches", 1) or 1)
     try:
+        guard.__enter__()
+        phases.on_start = lambda name: setattr(guard, "phase", name)
         with phases.run("weights"):
             backbone = prepare_backbone(tiny=tiny, model_dir=model_dir, work=work)
         data = synthetic_data(original, work / "episodes", windows=steps * accumulate * batch_size, seed=seed)
@@ -196,6 +202,7 @@ def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size:
         saved = {k: v.detach().clone() for k, v in module.state_dict().items() if k in module.trainable_keys()}
         gc_cmp = None
         if checkpointing:
+            guard.phase = "gradient-checkpointing comparison"
             with _quiet():
                 gc_cmp = compare_checkpointing(module, next(iter(datamodule.train_dataloader())))
             log(f"gradient checkpointing: forward+backward rise {gc_cmp['off']['rss_rise'] / GIB:.2f} GiB off, "
@@ -215,6 +222,8 @@ def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size:
             result["module"], result["info"] = loaded, info
         return result
     finally:
+        if guard._thread.is_alive():
+            guard.__exit__()
         if tmp is not None:
             tmp.cleanup()
 
@@ -225,15 +234,14 @@ def summarise(configs: dict[str, Any], phases: PhaseLog, step_seconds: list[floa
     """Every figure of a rehearsal, JSON-friendly."""
     precision = configs["trainer"].get("precision", 32)
     grads = trainable * 4
-    if gc_cmp is not None:
-        act_off = max(0, gc_cmp["off"]["rss_rise"] - grads)
-        act_on = max(0, gc_cmp["on"]["rss_rise"] - grads)
-    else:  # the fit's rise also holds the AdamW states
-        act_off = act_on = max(0, phases.phases["step"].rise - 3 * grads)
     use_gc = bool(configs["train_setup"].get("gradient_checkpointing", False))
+    if gc_cmp is not None:  # activations = the forward+backward rise minus the trainable gradients
+        activations = {f"checkpointing_{k}": max(0, v["rss_rise"] - grads) for k, v in gc_cmp.items()}
+    else:  # only the steps' mode; their rise also holds the AdamW states
+        activations = {f"checkpointing_{'on' if use_gc else 'off'}": max(0, phases.phases["step"].rise - 3 * grads)}
     estimates = {name: gpu_estimate(total_params=total, trainable_params=trainable, precision=precision,
                                     activation_bytes_cpu=act, cpu_batch=cpu_batch, batch=int(configs["batch_size"]))
-                 for name, act in (("checkpointing_off", act_off), ("checkpointing_on", act_on))}
+                 for name, act in sorted(activations.items())}
     return {
         "architecture": "tiny" if tiny else "published",
         "params_total": total, "params_trainable": trainable,
@@ -258,7 +266,8 @@ def format_report(r: dict[str, Any]) -> str:
     if r["cpu_batch"] != r["config_batch"]:
         lines.append(f"NOTE: CPU rehearsal ran batch {r['cpu_batch']} (the config's batch_size {r['config_batch']} "
                      f"is used only in the GPU estimate; pass --batch-size {r['config_batch']} to run it)")
-    lines.append(f"window {r['window']}, chunk {r['chunk']}, gradient accumulation {r['accumulate']}, "
+    lines.append(f"window {r['window']}, chunk {r['chunk']}, gradient accumulation {r['accumulate']}, gradient "
+                 f"checkpointing {'on' if r['config_gradient_checkpointing'] else 'off'} in the steps, "
                  f"CPU fp32, torch threads {r['torch_threads']} (measured on this machine)")
     for name, p in r["phases"].items():
         lines.append(f"  phase {name:<7} {p['seconds']:8.1f} s   peak RSS {p['peak_rss_gb']:6.2f} GiB")
@@ -277,7 +286,7 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"GPU memory ESTIMATE ({name.replace('_', ' ')}, {e['precision']}, batch {e['batch']}): "
                      f"{e['total_gb']:.1f} GiB = weights {e['weights_gb']:.2f} + grads {e['grads_gb']:.2f} + "
                      f"AdamW {e['adamw_gb']:.2f} + activations {e['activations_gb']:.2f} + 1 CUDA")
-    lines.append(f"estimate method: {r['gpu_estimate']['checkpointing_off']['method']}")
+    lines.append(f"estimate method: {next(iter(r['gpu_estimate'].values()))['method']}")
     return "\n".join(lines)
 
 
@@ -292,8 +301,10 @@ def run_cli(args: Any) -> int:
             return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    gc_flag = {"config": None, "on": True, "off": False}[args.gradient_checkpointing]
     result = rehearse(args.config, steps=args.steps, batch_size=args.batch_size, model_dir=args.model_dir,
-                      tiny=args.tiny, checkpointing=not args.no_checkpointing_check)
+                      tiny=args.tiny, checkpointing=not args.no_checkpointing_check, max_rss_gb=args.max_rss_gb,
+                      gradient_checkpointing=gc_flag)
     print(format_report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
