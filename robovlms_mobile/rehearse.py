@@ -290,7 +290,7 @@ def format_report(r: dict[str, Any]) -> str:
         off, on = c["off"], c["on"]
         saving = 1 - on["rss_rise_gb"] / off["rss_rise_gb"] if off["rss_rise_gb"] > 0 else 0.0
         lines.append(f"gradient checkpointing (forward+backward, batch {r['cpu_batch']}): RSS rise "
-                     f"{off['rss_rise_gb']:.2f} GiB off vs {on['rss_rise_gb']:.2f} GiB on ({100 * saving:.0f}% less), "
+                     f"{off['rss_rise_gb']:.2f} GiB off vs {on['rss_rise_gb']:.2f} GiB on (checkpointing saves {100 * saving:.0f}%), "
                      f"{off['seconds']:.1f} s vs {on['seconds']:.1f} s")
     for name, e in r["gpu_estimate"].items():
         lines.append(f"GPU memory ESTIMATE ({name.replace('_', ' ')}, {e['precision']}, batch {e['batch']}): "
