@@ -96,8 +96,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=3, help="timed streaming queries per dtype (default: %(default)s)")
     parser.add_argument("--window-queries", type=int, default=2, help="timed whole-window queries (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
-    parser.add_argument("--inference-only", choices=("fp32", "bf16"), help="no rehearsal: only streaming vs whole "
-                        "window, on the untrained model in this dtype (bf16 halves the memory)")
+    parser.add_argument("--inference-only", choices=("fp32", "bf16", "fp32+int8"), help="no rehearsal: "
+                        "streaming vs whole window on the untrained model in this dtype (bf16 halves the memory); "
+                        "fp32+int8 then quantizes that model in place and streams the same frames again")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
@@ -185,8 +186,15 @@ def inference_only(args) -> None:
         window = int(cfg["window_size"])
         clip = frames(window + args.queries + 1)
         with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            t_stream, _ = stream(policy, clip[: args.queries + 1])
+            t_stream, ref = stream(policy, clip[: args.queries + 1])
             t_window = [window_query(policy, clip[i: i + window]) for i in range(args.window_queries)]
+        if args.inference_only == "fp32+int8":
+            n = quantize_int8(module)
+            t_int8, out = stream(make_policy(module, info), clip[: args.queries + 1])
+            q = statistics.median(t_int8)
+            print(f"int8 streaming {q:.2f} s/query ({n} Linear layers dynamic int8) vs fp32 "
+                  f"{statistics.median(t_stream):.2f} s: int8_over_fp32={q / statistics.median(t_stream):.3f}; max abs "
+                  f"chunk difference {np.abs(out - ref).max():.4f} m/s (fp32 outputs up to {np.abs(ref).max():.3f} m/s)")
     s, w = statistics.median(t_stream), statistics.median(t_window)
     print(f"{args.inference_only} per query ({'tiny' if args.tiny else 'real size'}, untrained, CPU, torch threads "
           f"{torch.get_num_threads()}): streaming {s:.2f} s, whole {window}-frame window {w:.2f} s; medians of "
