@@ -176,64 +176,62 @@ def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size:
     tmp = tempfile.TemporaryDirectory(prefix="rehearse-") if work_dir is None else None
     work = Path(work_dir or tmp.name)
     phases = PhaseLog()
-    guard = MemoryGuard(int((max_rss_gb or float("inf")) * GIB) if max_rss_gb else 2**62, what="robovlms-mobile rehearse")
+    guard = MemoryGuard(int(max_rss_gb * GIB) if max_rss_gb else 2**62, what="robovlms-mobile rehearse")
     accumulate = int(original["trainer"].get("accumulate_grad_batches", 1) or 1)
     try:
-        guard.__enter__()
-        phases.on_start = lambda name: setattr(guard, "phase", name)
-        with phases.run("weights"):
-            backbone = prepare_backbone(tiny=tiny, model_dir=model_dir, work=work)
-        data = synthetic_data(original, work / "episodes", windows=steps * accumulate * batch_size, seed=seed)
-        cfg = rehearsal_config(original, backbone, data, work / "run", steps=steps, batch_size=batch_size)
-        log(f"backbone {backbone} ({'tiny' if tiny else 'published Kosmos-2 architecture, random weights'}); "
-            f"window {cfg['window_size']}, chunk {cfg['fwd_pred_next_n']}, batch {batch_size} x accumulate {accumulate}")
-        seed_everything(seed, workers=True, verbose=False)
-        with phases.run("build"), _quiet():
-            module = MobileVLATrainer(cfg)
-        total = sum(p.numel() for p in module.parameters())
-        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        log(f"built: {total:,} parameters, {trainable:,} trainable ({phases.phases['build'].seconds:.0f} s)")
-        timer = StepTimer(accumulate)
-        trainer = Trainer(accelerator="cpu", devices=1, precision=CPU_PRECISION, max_steps=steps, max_epochs=max(1, steps),
-                          accumulate_grad_batches=accumulate, gradient_clip_val=original["trainer"].get("gradient_clip_val"),
-                          limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False, logger=False,
-                          enable_progress_bar=False, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
-                          callbacks=[timer], default_root_dir=work / "run")
-        datamodule = build_datamodule(cfg, module)
-        with phases.run("step"), _quiet():
-            trainer.fit(module, datamodule=datamodule)
-        if trainer.global_step != steps:
-            raise RuntimeError(f"the rehearsal ran {trainer.global_step} optimiser steps, expected {steps}")
-        log(f"trained {steps} step(s): {', '.join(f'{s:.1f}' for s in timer.steps)} s")
-        ckpt = work / "run" / "rehearsal.ckpt"
-        with phases.run("save"):
-            trainer.save_checkpoint(ckpt)
-        saved = {k: v.detach().clone() for k, v in module.state_dict().items() if k in module.trainable_keys()}
-        gc_cmp = None
-        if checkpointing:
-            guard.phase = "gradient-checkpointing comparison"
-            with _quiet():
-                gc_cmp = compare_checkpointing(module, next(iter(datamodule.train_dataloader())))
-            log(f"gradient checkpointing: forward+backward rise {gc_cmp['off']['rss_rise'] / GIB:.2f} GiB off, "
-                f"{gc_cmp['on']['rss_rise'] / GIB:.2f} GiB on")
-        release(trainer, module)
-        del trainer, datamodule, module
-        gc.collect()
-        with phases.run("load"), _quiet():
-            loaded, info = load_for_inference(ckpt, backbone)
-        state = loaded.state_dict()
-        mismatched = [k for k, v in saved.items() if not torch.equal(state[k], v)]
-        if mismatched:
-            raise RuntimeError(f"reloaded checkpoint differs from the trained weights in {mismatched[:3]}")
-        result = summarise(original, phases, timer.steps, total, trainable, ckpt.stat().st_size, gc_cmp, batch_size,
-                           accumulate, tiny=tiny, reloaded=len(saved))
-        result.update(checkpoint=str(ckpt), backbone_dir=str(backbone))
-        if keep_model:
-            result["module"], result["info"] = loaded, info
-        return result
+        with guard:
+            phases.on_start = lambda name: setattr(guard, "phase", name)
+            with phases.run("weights"):
+                backbone = prepare_backbone(tiny=tiny, model_dir=model_dir, work=work)
+            data = synthetic_data(original, work / "episodes", windows=steps * accumulate * batch_size, seed=seed)
+            cfg = rehearsal_config(original, backbone, data, work / "run", steps=steps, batch_size=batch_size)
+            log(f"backbone {backbone} ({'tiny' if tiny else 'published Kosmos-2 architecture, random weights'}); "
+                f"window {cfg['window_size']}, chunk {cfg['fwd_pred_next_n']}, batch {batch_size} x accumulate {accumulate}")
+            seed_everything(seed, workers=True, verbose=False)
+            with phases.run("build"), _quiet():
+                module = MobileVLATrainer(cfg)
+            total = sum(p.numel() for p in module.parameters())
+            trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            log(f"built: {total:,} parameters, {trainable:,} trainable ({phases.phases['build'].seconds:.0f} s)")
+            timer = StepTimer(accumulate)
+            trainer = Trainer(accelerator="cpu", devices=1, precision=CPU_PRECISION, max_steps=steps, max_epochs=max(1, steps),
+                              accumulate_grad_batches=accumulate, gradient_clip_val=original["trainer"].get("gradient_clip_val"),
+                              limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False, logger=False,
+                              enable_progress_bar=False, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
+                              callbacks=[timer], default_root_dir=work / "run")
+            datamodule = build_datamodule(cfg, module)
+            with phases.run("step"), _quiet():
+                trainer.fit(module, datamodule=datamodule)
+            if trainer.global_step != steps:
+                raise RuntimeError(f"the rehearsal ran {trainer.global_step} optimiser steps, expected {steps}")
+            log(f"trained {steps} step(s): {', '.join(f'{s:.1f}' for s in timer.steps)} s")
+            ckpt = work / "run" / "rehearsal.ckpt"
+            with phases.run("save"):
+                trainer.save_checkpoint(ckpt)
+            saved = {k: v.detach().clone() for k, v in module.state_dict().items() if k in module.trainable_keys()}
+            gc_cmp = None
+            if checkpointing:
+                guard.phase = "gradient-checkpointing comparison"
+                with _quiet():
+                    gc_cmp = compare_checkpointing(module, next(iter(datamodule.train_dataloader())))
+                log(f"gradient checkpointing: forward+backward rise {gc_cmp['off']['rss_rise'] / GIB:.2f} GiB off, "
+                    f"{gc_cmp['on']['rss_rise'] / GIB:.2f} GiB on")
+            release(trainer, module)
+            del trainer, datamodule, module
+            gc.collect()
+            with phases.run("load"), _quiet():
+                loaded, info = load_for_inference(ckpt, backbone)
+            state = loaded.state_dict()
+            mismatched = [k for k, v in saved.items() if not torch.equal(state[k], v)]
+            if mismatched:
+                raise RuntimeError(f"reloaded checkpoint differs from the trained weights in {mismatched[:3]}")
+            result = summarise(original, phases, timer.steps, total, trainable, ckpt.stat().st_size, gc_cmp, batch_size,
+                               accumulate, tiny=tiny, reloaded=len(saved))
+            result.update(checkpoint=str(ckpt), backbone_dir=str(backbone))
+            if keep_model:
+                result["module"], result["info"] = loaded, info
+            return result
     finally:
-        if guard._thread.is_alive():
-            guard.__exit__()
         if tmp is not None:
             tmp.cleanup()
 
