@@ -111,8 +111,9 @@ def main() -> None:
     if args.inference_only:
         return inference_only(args)
     work = tempfile.TemporaryDirectory(prefix="realsize-")
+    # gradient checkpointing on: without it one real-size step passes 14 GiB RSS (docs/realsize.md)
     r = rehearse(args.config, steps=1, tiny=args.tiny, model_dir=args.model_dir, checkpointing=False, keep_model=True,
-                 work_dir=work.name, log=lambda *_: None)
+                 work_dir=work.name, gradient_checkpointing=True, log=lambda *_: None)
     module, info = r.pop("module"), r.pop("info")
     print(format_report(r))
     policy = make_policy(module, info)
