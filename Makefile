@@ -12,6 +12,9 @@ STAMP := $(VENV)/.setup-$(UPSTREAM_COMMIT)
 PYTEST_ARGS ?=
 # Every process that starts a ROS 2 node keeps DDS discovery on this machine (the bridge also sets it itself).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# pytest-xdist workers: one per core, at most 4 (each holds a tiny model, a server, ...);
+# whole files go to one worker (--dist loadfile) so module fixtures are built once.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: setup demo test test-all bench upstream-checkout clean
 
@@ -40,7 +43,7 @@ demo: setup
 	$(VENV)/bin/robovlms-mobile demo
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
-RUN_PYTEST = ROBOVLMS_UPSTREAM_DIR=$(UPSTREAM_DIR) $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+RUN_PYTEST = ROBOVLMS_UPSTREAM_DIR=$(UPSTREAM_DIR) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test: setup

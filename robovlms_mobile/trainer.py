@@ -5,6 +5,7 @@ Selected with `"trainer_type": "MobileVLATrainer"` in a config, through upstream
 - `_process_batch`: no arm/gripper split and no `.cuda()`; labels are `(velocity_chunk, None)`.
 - LoRA applied with peft to the Kosmos-2 text attention only (model/lora.py), not upstream's
   `llava` path; vision stays frozen; the trainable-parameter count is printed.
+- `train_setup.gradient_checkpointing` enables (non-reentrant) activation recomputation in Kosmos-2.
 - checkpoints keep the trainable tensors plus config, action scale, prompt, window/chunk and the
   training instructions (checkpoint_meta.py); every checkpoint it reads goes through the guarded
   `checkpoint.load_checkpoint`, and the backbone is built without remote code (model/model_folder.py).
@@ -38,6 +39,18 @@ def ensure_kosmos2_patch() -> None:
     kosmos2_inputs_embeds.apply(modeling_kosmos2)
 
 
+def set_gradient_checkpointing(backbone: torch.nn.Module, enabled: bool) -> None:
+    """Recompute Kosmos-2 layer activations in backward (`train_setup.gradient_checkpointing`; upstream ignores it).
+
+    Non-reentrant checkpointing: it needs no input that requires grad, so it works with the
+    frozen backbone + LoRA; it is active only in train mode.
+    """
+    if enabled:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(backbone, "is_gradient_checkpointing", False):
+        backbone.gradient_checkpointing_disable()
+
+
 class MobileVLATrainer(BaseTrainer):
     """Lightning module training Kosmos-2 + LoRA + MobileVLALSTMDecoder on velocity chunks."""
 
@@ -63,6 +76,7 @@ class MobileVLATrainer(BaseTrainer):
             # as upstream after get_peft_model: the word embedding trains on top of LoRA when asked
             model.word_embedding.requires_grad_(bool(wanted["train_setup"].get("train_text_embedding", False)))
             self._main_rank_print(f"LoRA on {len(adapted)} Kosmos-2 text attention projections")
+        set_gradient_checkpointing(model.backbone, bool(wanted["train_setup"].get("gradient_checkpointing", False)))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         self.trainable_parameters = trainable

@@ -29,18 +29,22 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
+    from helpers import build_once
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
 
-    return build_tiny_kosmos2(tmp_path_factory.mktemp("tiny-kosmos2"), seed=0)
+    return build_once(tmp_path_factory, "tiny-kosmos2", lambda out: build_tiny_kosmos2(out, seed=0))
 
 
 @pytest.fixture(scope="session")
 def episodes_dir(tmp_path_factory) -> Path:
+    from helpers import build_once
     from robovlms_mobile.data.synthetic import generate_episodes
 
-    out = tmp_path_factory.mktemp("episodes")
-    generate_episodes(out, 10, seed=0, frame_size=(72, 128))
-    return out
+    def build(out: Path) -> Path:
+        generate_episodes(out, 10, seed=0, frame_size=(72, 128))
+        return out
+
+    return build_once(tmp_path_factory, "episodes", build)
 
 
 @pytest.fixture(scope="session")

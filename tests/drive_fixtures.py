@@ -20,14 +20,16 @@ def _make_tiny_config():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(base_config, tiny_model_dir, episodes_dir, tmp_path_factory) -> Path:
     """A plugin checkpoint after 2 training steps on the tiny model (built once, shared by every test dir)."""
-    out = tmp_path_factory.getbasetemp() / "drive-checkpoint"
-    ckpt = out / "run" / "last.ckpt"
-    if not ckpt.is_file():
+    from helpers import build_once
+
+    def build(out: Path) -> Path:
         from robovlms_mobile.launcher import train
 
         cfg = _make_tiny_config()(base_config, tiny_model_dir, episodes_dir, out)
         train(cfg, output_dir=out / "run", max_steps=2, progress=False)
-    return ckpt
+        return out / "run" / "last.ckpt"
+
+    return build_once(tmp_path_factory, "drive-checkpoint", build)
 
 
 @pytest.fixture(scope="session")

@@ -37,3 +37,26 @@ def last_json_line(stdout: str) -> Any:
         except json.JSONDecodeError:
             continue
     raise AssertionError(f"no JSON line in output:\n{stdout[-3000:]}")
+
+
+def build_once(tmp_path_factory: Any, name: str, build: Any) -> Path:
+    """`build(folder)` once per test run, shared by every pytest-xdist worker (file lock); returns what it returned.
+
+    Session fixtures run once per xdist worker; this puts their output in the run's common
+    base temp dir so the second worker waits for, then reuses, the first worker's build.
+    """
+    import shutil
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # .../pytest-N/popen-gwK -> .../pytest-N, common to the workers
+    folder = root / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        done = folder.with_name(folder.name + ".done")
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            done.write_text(str(build(folder)))
+        return Path(done.read_text())

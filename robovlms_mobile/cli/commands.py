@@ -24,6 +24,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rehearse(args: argparse.Namespace) -> int:
+    from robovlms_mobile.rehearse import run_cli
+
+    return run_cli(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from robovlms_mobile.demo import run_demo
 
@@ -61,6 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=positive_int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
     add_progress_option(p)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("rehearse", help="build, train K steps, save and reload the config's model at real size on CPU",
+                       description="Kosmos-2 at its published size with random weights (no download): K real training "
+                                   "steps on synthetic episodes, checkpoint save + reload, memory per phase, GPU estimate.")
+    p.add_argument("config", help="JSON experiment config (e.g. configs/mobile_vla_lora.json)")
+    p.add_argument("--steps", type=int, default=2, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=1, help="CPU batch (default: %(default)s; the config's batch "
+                   "enters the GPU estimate)")
+    p.add_argument("--model-dir", help="where the random full-size Kosmos-2 is written once and reused "
+                   "(default: ~/.cache/robovlms-mobile/kosmos-2-patch14-224-random, ~6.7 GB)")
+    p.add_argument("--tiny", action="store_true", help="use the tiny Kosmos-2 instead (a quick check of the pipeline)")
+    p.add_argument("--gradient-checkpointing", choices=("config", "on", "off"), default="config",
+                   help="in the training steps (default: the config's train_setup.gradient_checkpointing)")
+    p.add_argument("--no-checkpointing-check", action="store_true", help="skip the gradient-checkpointing comparison")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--max-rss-gb", type=float, default=12.0, help="stop with an error when this process's RSS passes "
+                   "this (GiB), or when the machine has under 1 GiB available (default: %(default)s; 0 = no limit)")
+    p.add_argument("--json", help="also write every figure to this JSON file")
+    p.set_defaults(func=_cmd_rehearse)
 
     p = sub.add_parser("demo", help="the embedded default: generate data + tiny model, train, evaluate",
                        description="Generate episodes and a tiny Kosmos-2 offline, train on CPU, print train/val loss and offline metrics.")

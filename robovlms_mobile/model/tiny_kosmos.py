@@ -61,8 +61,13 @@ def _corpus():
     yield from _GENERIC
 
 
-def build_tokenizer(out_dir: Path) -> XLMRobertaTokenizerFast:
-    """Train a tiny deterministic BPE tokenizer in XLM-R id layout, save it to ``out_dir`` and return it."""
+def build_tokenizer(out_dir: Path, vocab_size: int | None = None) -> XLMRobertaTokenizerFast:
+    """Train a deterministic BPE tokenizer in XLM-R id layout, save it to ``out_dir`` and return it.
+
+    ``vocab_size`` (including ``<mask>``) pads the trained vocabulary with reserved pieces
+    ``<reserved_i>`` up to that size, for a full-size embedding table (Kosmos-2: 64002 + the
+    processor's 1035 tags); by default the vocabulary is what the corpus trains (~630).
+    """
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.Replace(" {2,}", " ")
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -72,7 +77,12 @@ def build_tokenizer(out_dir: Path) -> XLMRobertaTokenizerFast:
                                   initial_alphabet=alphabet, show_progress=False)
     tok.train_from_iterator(_corpus(), trainer)
     spec = json.loads(tok.to_str())  # put <mask> into the model vocab as the last id, like XLM-R
-    spec["model"]["vocab"]["<mask>"] = len(spec["model"]["vocab"])
+    vocab = spec["model"]["vocab"]
+    if vocab_size is not None:
+        if vocab_size < len(vocab) + 1:
+            raise ValueError(f"vocab_size {vocab_size} is below the trained vocabulary ({len(vocab) + 1} with <mask>)")
+        vocab.update({f"<reserved_{i}>": len(vocab) + i for i in range(vocab_size - 1 - len(vocab))})
+    vocab["<mask>"] = len(vocab)
     tok = Tokenizer.from_str(json.dumps(spec))
     tok.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True)])
     tok.post_processor = processors.TemplateProcessing(
@@ -99,9 +109,10 @@ def _kosmos2_config(*, vocab: int, embed: int, layers: int, heads: int, ffn: int
 
 
 def real_kosmos2_config() -> Kosmos2Config:
-    """Return the microsoft/kosmos-2-patch14-224 architecture (~1.66 B parameters) spelled out explicitly."""
-    return _kosmos2_config(vocab=65037, embed=2048, layers=24, heads=32, ffn=8192, max_pos=2048, v_hidden=1024,
-                           v_layers=24, v_heads=16, v_inter=4096, patch=14, image=224, latent=64)
+    """Return the microsoft/kosmos-2-patch14-224 architecture (~1.66 B parameters) from the shipped config.json."""
+    from robovlms_mobile.model.full_kosmos import published_kosmos2_config
+
+    return published_kosmos2_config()
 
 
 def count_parameters_on_meta(config: Kosmos2Config) -> int:

@@ -17,25 +17,25 @@ _spec.loader.exec_module(_root)
 make_tiny_config = _root.make_tiny_config
 
 
-_made: dict[str, Path] = {}  # each importing test module gets its own fixture object: build once per session
-
-
 @pytest.fixture(scope="session")
 def sim_episodes(tmp_path_factory) -> Path:
+    from helpers import build_once
     from robovlms_mobile.sim.expert import write_expert_episodes
 
-    if "episodes" not in _made:
-        _made["episodes"] = tmp_path_factory.mktemp("sim-episodes")
-        write_expert_episodes(_made["episodes"], 6, seed=0, frame_size=(36, 64))
-    return _made["episodes"]
+    def build(out: Path) -> Path:
+        write_expert_episodes(out, 6, seed=0, frame_size=(36, 64))
+        return out
+
+    return build_once(tmp_path_factory, "sim-episodes", build)  # once per run, whichever module asks first
 
 
 @pytest.fixture(scope="session")
 def sim_checkpoint(base_config, tiny_model_dir, sim_episodes, tmp_path_factory) -> Path:
+    from helpers import build_once
     from robovlms_mobile.launcher import train
 
-    if "checkpoint" not in _made:
-        out = tmp_path_factory.mktemp("sim-run")
+    def build(out: Path) -> Path:
         cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, out)
-        _made["checkpoint"] = Path(train(cfg, output_dir=out / "run", max_steps=2, progress=False)["last_checkpoint"])
-    return _made["checkpoint"]
+        return Path(train(cfg, output_dir=out / "run", max_steps=2, progress=False)["last_checkpoint"])
+
+    return build_once(tmp_path_factory, "sim-checkpoint", build)
