@@ -64,7 +64,7 @@ def prepare_backbone(*, tiny: bool, model_dir: str | Path | None, work: Path) ->
 def rehearsal_config(configs: dict[str, Any], backbone: Path, data_dir: Path, out: Path, *, steps: int,
                      batch_size: int) -> dict[str, Any]:
     """The config as it runs here: backbone and data pointed at local folders, CPU fp32, `steps` steps."""
-    from robovlms_mobile.runtime.loader import point_config_at
+    from robovlms_mobile.model.model_folder import point_config_at
 
     cfg = point_config_at(configs, backbone)
     cfg.pop("parent", None)

@@ -10,6 +10,7 @@ the folder must be local, hold `config.json` and no `auto_map` (custom code), an
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator
@@ -110,3 +111,14 @@ def upstream_builders_guarded() -> Iterator[None]:
             yield
         finally:
             base_backbone.build_vlm = original
+
+
+def point_config_at(configs: dict[str, Any], base_model_dir: str | Path) -> dict[str, Any]:
+    """A copy of `configs` whose four backbone paths (model, config, vlm, tokenizer) name `base_model_dir`."""
+    out = copy.deepcopy(configs)
+    path = str(Path(base_model_dir).resolve())
+    out["model_path"] = path
+    out["model_config"] = str(Path(path) / "config.json")
+    out["vlm"]["pretrained_model_name_or_path"] = path
+    out["tokenizer"]["pretrained_model_name_or_path"] = path
+    return out

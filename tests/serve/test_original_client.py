@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from robovlms_mobile.data.episode import instruction_for
+from robovlms_mobile.data.format import instruction_for
 from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, RemotePolicy
 from robovlms_mobile.serve.images import ImageLimits, decode_image
 from robot_client import RobotClient
