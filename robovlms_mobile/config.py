@@ -21,6 +21,7 @@ DATASET_KEYS = {
     "type": str, "data_dir": (str, list), "split": (str, type(None)), "val_ratio": (int, float),
     "split_seed": int, "max_speed": (int, float), "prompt_template": str, "pattern": str, "model_name": str,
     "skip_invalid": bool, "split_file": (str, type(None)), "cache_dir": (str, type(None)),
+    "mirror": (bool, int, float), "rgb_pad": int, "color_jitter": (int, float),  # data/augment.py
 }
 HEAD_KEYS = {
     "type": str, "action_dim": int, "hidden_size": int, "num_layers": int, "policy_rnn_dropout_p": (int, float),
@@ -122,6 +123,13 @@ def validate_config(configs: dict[str, Any]) -> dict[str, Any]:
         _check_cnn(configs)
     elif "cnn_backbone" in configs:
         raise ConfigError(f"'cnn_backbone' is only read when 'robovlm_name' is {CNN_TYPE!r} (got {configs['robovlm_name']!r})")
+    if configs.get("sim_eval") is not None:  # closed loop during training (sim_eval_callback.py)
+        from robovlms_mobile.sim_eval_callback import check_sim_eval
+
+        try:
+            check_sim_eval(configs["sim_eval"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
     _check_section(lora, LORA_KEYS, "train_setup")
     datasets = []

@@ -27,6 +27,7 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset, get_worker_info
 
+from robovlms_mobile.data.augment import AugmentSettings, augment_window
 from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.episode import ACTION_AXES, Episode, EpisodeError, read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
@@ -165,6 +166,7 @@ class MobileVLAH5Dataset(Dataset):
         self.prompt_template = validate_template(prompt_template)
         self.split = split
         self.skip_invalid = bool(skip_invalid)
+        self.augment = AugmentSettings.from_kwargs(kwargs) if split == "train" else AugmentSettings()  # data/augment.py
 
         self.episodes, self.invalid_files = select_episodes(
             data_dir, split=split, min_length=self.window_size + self.chunk, max_speed=self.max_speed, pattern=pattern,
@@ -224,11 +226,14 @@ class MobileVLAH5Dataset(Dataset):
             problem = f"failed to read frames {start}:{start + self.window_size} after the dataset was built ({type(exc).__name__}: {exc})"
             self._bad[episode.path] = problem
             raise EpisodeError(episode.path, problem) from None
-        actions = episode.actions[start : start + self.window_size + self.chunk - 1] / self.max_speed
+        actions = torch.from_numpy(episode.actions[start : start + self.window_size + self.chunk - 1] / self.max_speed)
+        instruction = episode.instruction
+        if self.augment.active:  # mirror / random shift / colour jitter (training split only)
+            frames, actions, instruction = augment_window(frames, actions, instruction, self.augment)
         return {
             "frames": frames,  # (W, S, S, 3) uint8 RGB, resized
-            "actions": torch.from_numpy(actions),  # (W + C - 1, 2)
-            "instruction": episode.instruction,
+            "actions": actions,  # (W + C - 1, 2)
+            "instruction": instruction,
             "episode": episode.path.name,
             "skipped": None,
         }
