@@ -63,8 +63,10 @@ class SimEvalCallback(Callback):
         if epoch % self.every != 0 or trainer.sanity_checking or trainer.global_rank != 0:
             return
         figures = self.evaluate(pl_module, trainer.global_step, epoch, trainer.loggers)
-        for key in ("success_rate", "collision_rate", "wrong_side_rate"):
-            pl_module.log(f"sim/{key}", figures[key], on_epoch=True, rank_zero_only=True)
+        metrics = {f"sim/{key}": float(figures[key]) for key in ("success_rate", "collision_rate", "wrong_side_rate")}
+        for logger in trainer.loggers:  # straight to every logger (CSV, TensorBoard) at this step
+            logger.log_metrics(metrics, step=trainer.global_step)
+            logger.save()
         if self.best_success is None or figures["success_rate"] > self.best_success:
             self.best_success = figures["success_rate"]
             trainer.save_checkpoint(self.output_dir / "best.ckpt")

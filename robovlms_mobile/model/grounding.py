@@ -1,9 +1,11 @@
 """Grounded captions of simulator frames: what is in view and where, in Kosmos-2's grounding style.
 
-A caption names the robot's next move (the scripted expert's key press, which depends on the
-instruction while the bottle is hidden), then the box and the bottle: left / right / ahead, near /
-far, visible / hidden, each with its bounding box as Kosmos-2 patch-index tokens on a 32x32 grid:
-``next move: forward left. <phrase> the box</phrase><object><patch_index_0390><patch_index_0629></object> is ahead, near. the bottle is hidden.``
+A caption first names the instructed side (the first word after the prompt, so the prompt's last
+position learns to carry it: the position the policy's action token reads from), then the robot's
+next move (the scripted expert's key press, which depends on the instruction while the bottle is
+hidden), then the box and the bottle: left / right / ahead, near / far, visible / hidden, each
+with its bounding box as Kosmos-2 patch-index tokens on a 32x32 grid:
+``left side; next move: forward left.<phrase> the box</phrase><object><patch_index_0390><patch_index_0629></object> is ahead, near. the bottle is hidden.``
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def move_words(action: np.ndarray) -> str:
 def grounded_caption(world: World, x: float, y: float, action: np.ndarray, size: tuple[int, int]) -> str:
     """The caption of the frame seen from (x, y), with the next move ``action``."""
     h, w = size
-    text = f" next move: {move_words(action)}."
+    text = f" {world.side} side; next move: {move_words(action)}."
     x0 = min(b.x0 for b in world.boxes)
     corners = np.concatenate([_corners(b.x0, b.x1, b.y0, b.y1, b.h) for b in world.boxes])
     box = _bbox(_project(corners, x, y, size), size)

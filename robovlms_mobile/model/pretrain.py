@@ -33,10 +33,10 @@ RECIPE: dict[str, Any] = {
     "world_seed": 500,  # pretraining worlds [500, k]: not the demo's [0, k], not the evaluation's [1000, k]
     "worlds_per_scenario": 3,
     "scenarios": "all",  # 1 box, 2 boxes side by side and one behind the other; both sides; three distances
-    "frame_size": [144, 256],
+    "frame_size": [72, 128],  # as the demo's episodes and closed loop (resized to image_size anyway)
     "image_size": 224,
     "stop_frames_kept": 3,
-    "steps": 400,
+    "steps": 300,
     "batch_size": 24,
     "learning_rate": 1e-3,
     "weight_decay": 0.01,
@@ -170,7 +170,7 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
                 torch.nn.utils.clip_grad_norm_(backbone.parameters(), 1.0)
                 opt.step()
                 sched.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 if progress and (step % 50 == 0 or step == recipe["steps"] - 1):
                     print(f"  pretrain step {step:4d}  caption loss {loss.item():.3f}", flush=True)
     finally:
