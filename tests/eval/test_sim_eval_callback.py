@@ -22,6 +22,7 @@ def _tags(tb_dir) -> dict[str, list[int]]:
     return {t: [e.step for e in acc.Scalars(t)] for t in tags["scalars"]} | {t: [e.step for e in acc.Images(t)] for t in tags["images"]}
 
 
+@pytest.mark.slow  # two short trainings with a closed-loop run each (~1 min on a quiet machine)
 def test_sim_eval_keeps_best_by_success_and_tensorboard_continues_on_resume(base_config, tiny_model_dir, sim_episodes, tmp_path):
     cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
     cfg["sim_eval"] = SIM_EVAL
