@@ -1,84 +1,147 @@
-"""The main job on the embedded default: episodes + tiny Kosmos-2 built offline, train, evaluate.
+"""The main job on the embedded default: the product's recipe, LoRA on a pretrained tiny Kosmos-2.
 
-The episodes are the simulator's scripted-expert runs (V4 files); after training, the last
-checkpoint is evaluated offline on the validation episodes and in closed loop in the simulator.
-Everything lands under `runs/demo/` (the paths `configs/tiny_cpu.json` names), so the same
-config also runs through upstream's own `main.py` afterwards.
+Parts, each timed (wall and CPU seconds): simulate the scripted-expert episodes (V4 files);
+get the pretrained tiny Kosmos-2 from its content-keyed cache (pretraining it there when the cache
+is cold, model/pretrain.py); train LoRA through the launcher; drive the trained policy in closed
+loop on held-out worlds, then with the instruction blanked, then untrained. Everything lands under
+`runs/demo/` (the paths `configs/tiny_cpu.json` names; the model folder is a link into the cache),
+so the same config also runs through upstream's own `main.py` afterwards.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from robovlms_mobile.config import load_config
 
 DEMO_EPISODES = 48  # four seeded worlds for each of the 12 standard scenarios
-CLOSED_LOOP_EPISODES = 1  # seeded worlds per scenario in the closed-loop check
+CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
+FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
+GOALS = {"success_min": 0.75, "blank_max_fraction_of_success": 0.5, "untrained_max": 0.0}
 
 
-def prepare(config: dict[str, Any], n_episodes: int = DEMO_EPISODES, seed: int = 0) -> None:
-    """Generate the episodes and the tiny model the config points at, unless already there."""
-    from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@contextmanager
+def timed(timings: dict[str, dict[str, float]], name: str):
+    """Record the wall and CPU seconds (this process and its finished children) of a part, and print them."""
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    yield
+    timings[name] = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(_cpu_seconds() - cpu, 1)}
+    print(f"[time] {name}: {timings[name]['wall_s']:.1f} s wall, {timings[name]['cpu_s']:.1f} s CPU", flush=True)
+
+
+def link_model(model_dir: Path, source: Path) -> None:
+    """Make `model_dir` (the config's model folder) a link to the cached pretrained model `source`."""
+    if model_dir.is_symlink() and model_dir.resolve() == source.resolve():
+        return
+    if model_dir.is_symlink() or model_dir.is_file():
+        model_dir.unlink()
+    elif model_dir.is_dir():  # an earlier demo's random tiny model: generated output, replaced
+        shutil.rmtree(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    model_dir.symlink_to(source.resolve(), target_is_directory=True)
+
+
+def prepare(config: dict[str, Any], timings: dict[str, dict[str, float]], n_episodes: int = DEMO_EPISODES, seed: int = 0) -> Path:
+    """Episodes and the pretrained tiny model the config points at (cached); returns the cached model folder."""
+    from robovlms_mobile.model.pretrain import pretrained_tiny_kosmos2
     from robovlms_mobile.sim.expert import write_expert_episodes
 
     data_dir = Path(config["train_dataset"]["data_dir"])
-    if not any(data_dir.glob("*.h5")):
-        files = write_expert_episodes(data_dir, n_episodes, seed=seed, progress=True)
-        print(f"simulated {len(files)} scripted-expert V4 episodes in {data_dir}")
-    model_dir = Path(config["vlm"]["pretrained_model_name_or_path"])
-    if not (model_dir / "config.json").is_file():
-        build_tiny_kosmos2(model_dir, seed=seed)
-        print(f"built a tiny random Kosmos-2 in {model_dir}")
+    with timed(timings, "episodes"):
+        if not any(data_dir.glob("*.h5")):
+            files = write_expert_episodes(data_dir, n_episodes, seed=seed, frame_size=FRAME_SIZE, progress=True)
+            print(f"simulated {len(files)} scripted-expert V4 episodes in {data_dir}")
+    with timed(timings, "pretrained_model"):
+        source = pretrained_tiny_kosmos2(progress=True)
+        link_model(Path(config["vlm"]["pretrained_model_name_or_path"]), source)
+    record = json.loads((source / "pretrain.json").read_text())
+    print(f"pretrained tiny Kosmos-2: {source} (caption loss {record['caption_loss']['first_10']:.2f} -> "
+          f"{record['caption_loss']['last_10']:.2f}, {record['data']['frames']} frames, {record['seconds']['total']:.0f} s when built)")
+    return source
 
 
-def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Prepare, train through the launcher, evaluate the last checkpoint; returns the figures."""
-    from robovlms_mobile.checkpoint import load_checkpoint
+def goals_met(trained: float, blank: float, untrained: float) -> dict[str, bool]:
+    """The demo's three goals on closed-loop success rates."""
+    return {"success": trained >= GOALS["success_min"], "blank": blank <= GOALS["blank_max_fraction_of_success"] * trained,
+            "untrained": untrained <= GOALS["untrained_max"]}
+
+
+def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True,
+             episodes: int = CLOSED_LOOP_EPISODES) -> dict[str, Any]:
+    """Prepare, train LoRA through the launcher, drive in closed loop; returns the figures (also demo_report.json)."""
+    import torch
+
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.checkpoint_meta import CheckpointMetadata
-    from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
     from robovlms_mobile.launcher import train
     from robovlms_mobile.progress import EpochSummary
 
+    torch.set_num_threads(int(os.environ.get("ROBOVLMS_MOBILE_THREADS", min(2, os.cpu_count() or 1))))
+    timings: dict[str, dict[str, float]] = {}
+    start = time.perf_counter()
     config = load_config(config_path)
-    prepare(config)
+    source = prepare(config, timings)
     output_dir = Path(config["output_root"])
-    result = train(config, output_dir=output_dir, max_steps=max_steps, progress=progress)
-    module = result["model"]
+    with timed(timings, "train"):
+        result = train(config, output_dir=output_dir, max_steps=max_steps, progress=progress)
+    module = result["model"].eval()
     summary = next(cb for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)).history
-    ckpt = load_checkpoint(output_dir / "last.ckpt")
-    module.eval()
     meta = CheckpointMetadata.from_config(module.configs)
-    offline = validation_report(module, meta)
-    metrics = {k: offline[k] for k in offline if k.startswith(("mae_l", "rmse_", "sign_", "instruction_sensitivity_l"))}
     policy = InProcessPolicy(module, meta)
-    closed = evaluate_closed_loop(policy, episodes=CLOSED_LOOP_EPISODES, gif_dir=output_dir / "gifs", gifs=2, progress=progress)
-    blank = evaluate_closed_loop(BlankInstruction(policy), episodes=CLOSED_LOOP_EPISODES)
+    figures = {}
+    with timed(timings, "closed_loop"):
+        torch.manual_seed(0)
+        closed = evaluate_closed_loop(policy, episodes=episodes, frame_size=FRAME_SIZE, gif_dir=output_dir / "gifs", gifs=2,
+                                      progress=progress)
+        figures["trained"] = closed["overall"]
+        figures["instruction_blanked"] = evaluate_closed_loop(BlankInstruction(policy), episodes=episodes, frame_size=FRAME_SIZE)["overall"]
+        figures["untrained"] = evaluate_closed_loop(InProcessPolicy.untrained(module.configs), episodes=episodes,
+                                                    frame_size=FRAME_SIZE)["overall"]
+    timings["total"] = {"wall_s": round(time.perf_counter() - start, 1)}
+    rates = {k: v["success_rate"] for k, v in figures.items()}
     report = {
+        "recipe": {"model": str(source), "lora_r": config["train_setup"].get("lora_r"), "learning_rate": config["learning_rate"],
+                   "train_dataset": {k: config["train_dataset"].get(k) for k in ("mirror", "rgb_pad", "color_jitter")},
+                   "seed": config.get("seed")},
         "first_epoch": summary[0] if summary else None,
         "last_epoch": summary[-1] if summary else None,
         "global_step": result["global_step"],
         "checkpoint": str(output_dir / "last.ckpt"),
-        "checkpoint_tensors": len(ckpt["state_dict"]),
-        "checkpoint_mb": round((output_dir / "last.ckpt").stat().st_size / 2**20, 2),
-        "offline_val": metrics,
-        "closed_loop": closed["overall"],
-        "closed_loop_blank_instruction": blank["overall"],
+        "closed_loop_success": rates,
+        "goals": GOALS,
+        "goals_met": goals_met(rates["trained"], rates["instruction_blanked"], rates["untrained"]),
+        "closed_loop": figures,
         "gifs": closed["gifs"],
+        "timings": timings,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
     }
     (output_dir / "demo_report.json").write_text(json.dumps(report, indent=2))
     first, last = report["first_epoch"], report["last_epoch"]
     print("\n== demo summary ==")
     if first and last:
         print(f"train loss {first['train_loss']:.4f} -> {last['train_loss']:.4f}   val loss {first['val_loss']:.4f} -> {last['val_loss']:.4f}  ({report['global_step']} steps)")
-    print("offline val: " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None))
-    for name, figures in (("closed loop", closed["overall"]), ("closed loop, instruction blanked", blank["overall"])):
-        print(f"{name} ({figures['episodes']} episodes, 12 scenarios): success {figures['success_rate']:.2f}  "
-              f"collision {figures['collision_rate']:.2f}  wrong side {figures['wrong_side_rate']:.2f}  "
-              f"final error {figures['final_error_m']:.2f} m")
+    n = figures["trained"]["episodes"]
+    print(f"closed loop on {n} held-out episodes (12 scenarios), success rate: trained {rates['trained']:.2f}  "
+          f"instruction blanked {rates['instruction_blanked']:.2f}  untrained {rates['untrained']:.2f}")
+    for name, ok in report["goals_met"].items():
+        print(f"goal {name}: {'met' if ok else 'NOT met'}")
+    for name, fig in figures.items():
+        print(f"  {name}: {fig['reasons']}")
+    print("time: " + "  ".join(f"{k} {v['wall_s']:.0f} s" for k, v in timings.items()) + f"  (load average {os.getloadavg()[0]:.1f})")
     print(f"rollout GIFs: {', '.join(closed['gifs'])}")
-    print(f"checkpoint {report['checkpoint']} ({report['checkpoint_mb']} MB, {report['checkpoint_tensors']} trainable tensors)")
+    print(f"report: {output_dir / 'demo_report.json'}")
     return report

@@ -153,10 +153,10 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     """A Lightning Trainer from the config's `trainer` section, checkpointing into output_dir."""
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
     from robovlms_mobile.checkpoint_io import AtomicCheckpointIO
     from robovlms_mobile.progress import EpochSummary
+    from robovlms_mobile.sim_eval_callback import SimEvalCallback
+    from robovlms_mobile.tb_logging import build_loggers
 
     kwargs = {k: v for k, v in copy.deepcopy(configs["trainer"]).items() if k not in LIGHTNING_ONLY}
     kwargs.setdefault("devices", configs.get("gpus", "auto"))
@@ -172,13 +172,15 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     epoch_ckpt = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
                                  save_last=True, save_top_k=-1, every_n_epochs=1)
     callbacks = [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
+    if configs.get("sim_eval"):  # closed loop every N epochs, best.ckpt by success (sim_eval_callback.py)
+        callbacks.append(SimEvalCallback(output_dir, **configs["sim_eval"]))
     if every_n_steps > 0:  # `last.ckpt` also every N optimiser steps, so a killed run loses at most N steps
         callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps))
     return Trainer(
         **kwargs,
         plugins=[AtomicCheckpointIO()],
         callbacks=callbacks,
-        logger=CSVLogger(output_dir, name="logs"),
+        logger=build_loggers(configs, output_dir),  # csv / tensorboard, one log continued on resume
         default_root_dir=output_dir,
         enable_progress_bar=progress,
     )

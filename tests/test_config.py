@@ -46,7 +46,7 @@ def test_real_experiment_matches_the_spec(monkeypatch):
 def test_tiny_config_inherits_from_the_real_one(monkeypatch):
     monkeypatch.chdir(REPO)
     cfg = load_config("configs/tiny_cpu.json")
-    assert cfg["trainer"]["accelerator"] == "cpu" and cfg["train_setup"]["lora_r"] == 8
+    assert cfg["trainer"]["accelerator"] == "cpu" and cfg["train_setup"]["lora_r"] == 16
     assert cfg["act_head"]["type"] == "MobileVLALSTMDecoder"  # inherited
 
 

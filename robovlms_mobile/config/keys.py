@@ -130,6 +130,8 @@ TOP: dict[str, Key] = {
     "train_dataset": used("training episodes (section)", obj),
     "val_dataset": used("validation episodes (section)", obj),
     "cnn_backbone": used("the CNN baseline's network, with robovlm_name RoboResNet (section)", obj),
+    "sim_eval": used("closed-loop simulator evaluation every N epochs, best.ckpt by success (section; "
+                     "sim_eval_callback.py)", optional(obj)),
     "norm_action": mapped("labels are always scaled to [-1, 1] by train_dataset.max_speed (recorded in the checkpoint)",
                           boolean),
     "norm_min": mapped("see norm_action: the scale is max_speed, not a clip at norm_min", number()),
@@ -205,6 +207,10 @@ DATASET: dict[str, Key] = {
     "prompt_template": used("prompt around the instruction; must contain {instruction}", string),
     "skip_invalid": used("leave invalid episode files out with a warning instead of stopping", boolean),
     "cache_dir": used("memory-mapped cache of resized frames", optional(string)),
+    "mirror": used("mirror augmentation: flip frames, swap left/right in the instruction, negate linear_y; "
+                   "true = probability 0.5, or a probability in [0, 1] (training only)", anything),
+    "color_jitter": used("colour jitter strength in [0, 1): one brightness/contrast/saturation factor per window "
+                         "(training only)", number(0, 1, hi_open=True)),
     "require_full_chunks": used("refuse episodes shorter than window + chunk instead of masking their missing "
                                 "future steps out of the loss (default false)", boolean),
     "rgb_pad": used("random-shift augmentation: pad by rgb_pad px (edge replicate), random crop back; "

@@ -102,6 +102,13 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
     if not mobile:  # an upstream config: only the plugin's LoRA keys are ours to check
         lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
         check_section(lora, {k: v for k, v in TRAIN_SETUP.items() if k.startswith("lora_")}, "train_setup", source)
+    if configs.get("sim_eval") is not None:  # closed loop during training (sim_eval_callback.py)
+        from robovlms_mobile.sim_eval_callback import check_sim_eval
+
+        try:
+            check_sim_eval(configs["sim_eval"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     datasets = []
     for name in DATASET_SECTIONS:
         section = configs.get(name)

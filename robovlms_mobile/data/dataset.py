@@ -29,13 +29,13 @@ import torch
 from einops import rearrange
 from torch.utils.data import Dataset, get_worker_info
 
+from robovlms_mobile.data.augment import AugmentSettings, augment_window
 from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.episode import Episode, EpisodeError
 from robovlms_mobile.data.format import min_episode_frames
 from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
 from robovlms_mobile.data.scan import check_files, find_episode_files
-from robovlms_mobile.data.shift import random_shift
 from robovlms_mobile.data.split import SPLITS, split_episodes
 from robovlms_mobile.data.split_file import read_split_file, relative_names, select_split
 from robovlms_mobile.data.transforms import normalise_frames, resize_frames
@@ -166,7 +166,9 @@ class MobileVLAH5Dataset(Dataset):
         self.prompt_template = validate_template(prompt_template)
         self.split = split
         self.skip_invalid = bool(skip_invalid)
-        self.rgb_pad = int(rgb_pad) if is_training and split == "train" else -1  # random shift: training only
+        # mirror / random shift / colour jitter (data/augment.py): the training split only
+        self.augment = (AugmentSettings.from_kwargs({**kwargs, "rgb_pad": max(int(rgb_pad), 0)})
+                        if is_training and split == "train" else AugmentSettings())
 
         if not isinstance(require_full_chunks, bool):
             raise ValueError(f"dataset key 'require_full_chunks': expected true or false, got {require_full_chunks!r}")
@@ -242,18 +244,18 @@ class MobileVLAH5Dataset(Dataset):
             problem = f"failed to read frames {start}:{start + self.window_size} after the dataset was built ({type(exc).__name__}: {exc})"
             self._bad[episode.path] = problem
             raise EpisodeError(episode.path, problem) from None
-        if self.rgb_pad > 0:  # (W, S, S, 3) uint8 -> shifted, same shape
-            frames = rearrange(random_shift(rearrange(torch.as_tensor(np.array(frames)), "t h w c -> t c h w"), self.rgb_pad),
-                               "t c h w -> t h w c").numpy()
         steps = np.arange(start, start + self.window_size + self.chunk - 1)
         present = (steps >= 0) & (steps < episode.num_frames)  # False: before the episode or after its end
         actions = np.zeros((len(steps), len(ACTION_AXES)), np.float32)
         actions[present] = episode.actions[steps[present]] / self.max_speed
+        actions, instruction = torch.from_numpy(actions), episode.instruction
+        if self.augment.active:
+            frames, actions, instruction = augment_window(frames, actions, instruction, self.augment)
         return {
             "frames": frames,  # (W, S, S, 3) uint8 RGB, resized
-            "actions": torch.from_numpy(actions),  # (W + C - 1, 2), zero where not present
+            "actions": actions,  # (W + C - 1, 2), zero where not present
             "action_mask": torch.from_numpy(present),  # (W + C - 1,) bool
-            "instruction": episode.instruction,
+            "instruction": instruction,
             "episode": episode.path.name,
             "skipped": None,
         }

@@ -1,0 +1,210 @@
+"""Pretraining stage of the tiny Kosmos-2: caption language modelling on simulator frames.
+
+The real Kosmos-2 arrives knowing what is in an image and where; a random tiny one knows
+nothing, so LoRA has nothing to adapt. This stage teaches it, offline and in a couple of minutes:
+frames from scripted-expert runs in held-apart worlds (seeds ``[world_seed, k]``, disjoint from the
+demo data ``[0, k]`` and the evaluation worlds ``[1000, k]``), each with its grounded caption
+(model/grounding.py), trained with next-token loss on the caption in the policy's own layout
+``<s> [image tokens] prompt(instruction) caption </s>``.
+
+The result is cached by content: the folder name is a hash of the recipe and of the code that
+makes it (this module, the tiny model, the simulator, the preprocessing, library versions), so it
+is built once and reused by ``make demo``, the tests and the learning check. ``pretrain.json``
+beside the weights records the recipe, the data and the losses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RECIPE: dict[str, Any] = {
+    "seed": 0,
+    "world_seed": 500,  # pretraining worlds [500, k]: not the demo's [0, k], not the evaluation's [1000, k]
+    "worlds_per_scenario": 3,
+    "scenarios": "all",  # 1 box, 2 boxes side by side and one behind the other; both sides; three distances
+    "frame_size": [72, 128],  # as the demo's episodes and closed loop (resized to image_size anyway)
+    "image_size": 224,
+    "stop_frames_kept": 3,
+    "steps": 300,
+    "batch_size": 24,
+    "learning_rate": 1e-3,
+    "weight_decay": 0.01,
+    "prompt_template": "<grounding>An image of a robot {instruction}",
+}
+CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/tiny_kosmos.py", "sim/render.py", "sim/scenarios.py",
+              "sim/world.py", "sim/expert.py", "data/transforms.py", "data/prompt.py")
+RECORD = "pretrain.json"
+
+
+def code_version() -> str:
+    """Hash of the source files and library versions that determine the pretrained weights."""
+    import tokenizers
+    import transformers
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in CODE_FILES:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    h.update(f"torch {torch.__version__} transformers {transformers.__version__} tokenizers {tokenizers.__version__}".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_key(recipe: dict[str, Any]) -> str:
+    """Content key of a pretrained model: recipe + code version."""
+    blob = json.dumps(recipe, sort_keys=True) + code_version()
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_cache_root() -> Path:
+    """`$ROBOVLMS_MOBILE_CACHE`, else `.cache/robovlms-mobile` under the working directory."""
+    return Path(os.environ.get("ROBOVLMS_MOBILE_CACHE", Path.cwd() / ".cache" / "robovlms-mobile"))
+
+
+def caption_frames(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Frames (N, H, W, 3) uint8, instructions and grounded captions of the pretraining worlds."""
+    from robovlms_mobile.model.grounding import grounded_caption
+    from robovlms_mobile.sim.expert import expert_episode
+    from robovlms_mobile.sim.scenarios import ALL_SCENARIOS, DEFAULT_SCENARIOS, build_world
+
+    scenarios = ALL_SCENARIOS if recipe["scenarios"] == "all" else DEFAULT_SCENARIOS
+    size = tuple(recipe["frame_size"])
+    frames, instructions, captions = [], [], []
+    for k in range(recipe["worlds_per_scenario"]):
+        for sc in scenarios:
+            world = build_world(sc, [recipe["world_seed"], k])
+            ep = expert_episode(world, size, tail=recipe["stop_frames_kept"])
+            for i in range(1, len(ep.images)):  # frame 0 repeats frame 1 with the episode_start zero action
+                x, y = ep.trail[i]
+                frames.append(ep.images[i])
+                instructions.append(world.instruction)
+                captions.append(grounded_caption(world, x, y, ep.actions[i, :2], size))
+    return {"frames": np.stack(frames), "instructions": instructions, "captions": captions}
+
+
+def image_tokens(backbone: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S) -> (B, latent, D) image tokens, as RoboKosMos.model_encode_images computes them."""
+    hidden = backbone.vision_model(pixel_values=pixels)[0]
+    hidden = F.normalize(backbone.vision_model.model.post_layernorm(hidden), dim=-1)
+    return backbone.image_to_text_projection(hidden)[0]
+
+
+def encode_captions(tokenizer: Any, instructions: list[str], captions: list[str], template: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask, labels (B, L): loss on the caption and </s>, not on the prompt."""
+    from robovlms_mobile.data.prompt import format_prompt
+
+    ids, labels = [], []
+    for instruction, caption in zip(instructions, captions):
+        prompt = tokenizer(format_prompt(instruction, template))["input_ids"][:-1]  # without </s>
+        full = tokenizer(format_prompt(instruction, template) + caption)["input_ids"]
+        if full[: len(prompt)] != prompt:
+            raise ValueError(f"caption {caption!r} changes the prompt's tokens")
+        ids.append(full)
+        labels.append([-100] * len(prompt) + full[len(prompt):])
+    n = max(map(len, ids))
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([s + [pad] * (n - len(s)) for s in ids])
+    mask = torch.tensor([[1] * len(s) + [0] * (n - len(s)) for s in ids])
+    target = torch.tensor([s + [-100] * (n - len(s)) for s in labels])
+    return input_ids, mask, target
+
+
+def caption_loss(backbone: torch.nn.Module, pixels: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
+                 labels: torch.Tensor) -> torch.Tensor:
+    """Next-token loss on the caption, image tokens inserted after <s> as the policy does."""
+    embed = backbone.text_model.model.embed_tokens(input_ids)  # (B, L, D)
+    image = image_tokens(backbone, pixels)  # (B, n, D)
+    merged = torch.cat([embed[:, :1], image, embed[:, 1:]], dim=1)
+    full_mask = torch.cat([mask[:, :1], torch.ones(image.shape[:2], dtype=mask.dtype), mask[:, 1:]], dim=1)
+    full_labels = torch.cat([labels[:, :1], torch.full(image.shape[:2], -100), labels[:, 1:]], dim=1)
+    logits = backbone(input_ids=None, inputs_embeds=merged, attention_mask=full_mask).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), full_labels[:, 1:].flatten())
+
+
+def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: bool = False) -> dict[str, Any]:
+    """Build the random tiny Kosmos-2 in ``out_dir``, pretrain it on grounded captions, save it and its record."""
+    from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
+    from transformers.models.kosmos2 import modeling_kosmos2
+
+    from robovlms_mobile.data.transforms import normalise_frames, resize_frames
+    from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
+    from robovlms_mobile.patches import kosmos2_inputs_embeds
+
+    recipe = dict(RECIPE if recipe is None else recipe)
+    kosmos2_inputs_embeds.apply(modeling_kosmos2)
+    t0 = time.perf_counter()
+    build_tiny_kosmos2(out_dir, seed=recipe["seed"], image_size=recipe["image_size"])
+    data = caption_frames(recipe)
+    t_data = time.perf_counter() - t0
+    frames = resize_frames(data["frames"], recipe["image_size"])  # (N, S, S, 3) uint8
+    tokenizer = Kosmos2Processor.from_pretrained(out_dir).tokenizer
+    input_ids, mask, labels = encode_captions(tokenizer, data["instructions"], data["captions"], recipe["prompt_template"])
+    backbone = Kosmos2ForConditionalGeneration.from_pretrained(out_dir).train()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    losses = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe["seed"])
+            gen = torch.Generator().manual_seed(recipe["seed"])
+            opt = torch.optim.AdamW(backbone.parameters(), lr=recipe["learning_rate"], weight_decay=recipe["weight_decay"])
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["learning_rate"], total_steps=recipe["steps"], pct_start=0.1)
+            n = len(frames)
+            for step in range(recipe["steps"]):
+                idx = torch.randint(0, n, (recipe["batch_size"],), generator=gen)
+                ids_b, mask_b, lab_b = input_ids[idx], mask[idx], labels[idx]
+                width = int(mask_b.sum(1).max())
+                loss = caption_loss(backbone, normalise_frames(frames[idx]), ids_b[:, :width], mask_b[:, :width], lab_b[:, :width])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(backbone.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+                if progress and (step % 50 == 0 or step == recipe["steps"] - 1):
+                    print(f"  pretrain step {step:4d}  caption loss {loss.item():.3f}", flush=True)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    backbone.eval().save_pretrained(out_dir, safe_serialization=True)
+    record = {
+        "recipe": recipe, "code_version": code_version(), "cache_key": cache_key(recipe),
+        "data": {"frames": len(frames), "captions_distinct": len(set(data["captions"])),
+                 "worlds": f"seeds [{recipe['world_seed']}, 0..{recipe['worlds_per_scenario'] - 1}] x {recipe['scenarios']} scenarios",
+                 "examples": [f"{i} | {c}" for i, c in list(zip(data["instructions"], data["captions"]))[:: max(1, len(frames) // 6)]]},
+        "caption_loss": {"first_10": float(np.mean(losses[:10])), "last_10": float(np.mean(losses[-10:]))},
+        "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
+    }
+    (Path(out_dir) / RECORD).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def pretrained_tiny_kosmos2(cache_root: str | Path | None = None, recipe: dict[str, Any] | None = None, *,
+                            progress: bool = False) -> Path:
+    """The pretrained tiny Kosmos-2 folder for ``recipe``: from the content-keyed cache, built there when absent."""
+    recipe = dict(RECIPE if recipe is None else recipe)
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    target = root / f"tiny-kosmos2-pretrained-{cache_key(recipe)}"
+    if (target / RECORD).is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    try:
+        pretrain(tmp, recipe, progress=progress)
+        try:
+            os.replace(tmp, target)  # atomic: a concurrent build of the same key leaves one complete folder
+        except OSError:
+            if not (target / RECORD).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

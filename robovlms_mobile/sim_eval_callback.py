@@ -1,0 +1,104 @@
+"""Simulator evaluation during training: every N epochs, a seeded closed-loop run on held-out worlds.
+
+Config section ``sim_eval`` (top level): ``every_n_epochs`` (default 1), ``episodes`` (worlds per
+scenario, default 1), ``seed`` (world seeds ``[seed, k]``, default 1000 = held out from the data),
+``gifs`` (rollouts logged per evaluation, default 1), ``scenarios`` (names, default the 12 standard
+ones), ``frame_size`` ([H, W], default [144, 256]). The success / collision / wrong-side rates
+are logged as ``sim/*`` metrics (CSV and TensorBoard), the rollouts as animated GIFs in
+TensorBoard, every evaluation is appended to ``<output_dir>/sim_eval.json``, and ``best.ckpt`` is
+the checkpoint with the highest closed-loop success so far (not the lowest loss).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+SIM_EVAL_KEYS = {"every_n_epochs": int, "episodes": int, "seed": int, "gifs": int, "scenarios": list, "frame_size": list}
+
+
+def check_sim_eval(section: Any) -> dict[str, int]:
+    """Validate the ``sim_eval`` config section; raises ValueError naming the key."""
+    if not isinstance(section, dict):
+        raise ValueError("'sim_eval' must be an object, e.g. {\"every_n_epochs\": 2, \"episodes\": 1}")
+    from robovlms_mobile.sim.scenarios import parse_scenario
+
+    for key, value in section.items():
+        if key not in SIM_EVAL_KEYS:
+            raise ValueError(f"unknown key 'sim_eval.{key}'; allowed: {sorted(SIM_EVAL_KEYS)}")
+        if key == "scenarios":
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"'sim_eval.scenarios' = {value!r}: expected a non-empty list of names like '1box_left_close'")
+            for name in value:
+                parse_scenario(str(name))  # ValueError names the bad one
+            continue
+        if key == "frame_size":
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in value)):
+                raise ValueError(f"'sim_eval.frame_size' = {value!r}: expected [height, width], integers >= 16")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key in ("seed", "gifs") else 1):
+            raise ValueError(f"'sim_eval.{key}' = {value!r}: expected an integer >= {0 if key in ('seed', 'gifs') else 1}")
+    return dict(section)
+
+
+class SimEvalCallback(Callback):
+    """Closed-loop evaluation every N training epochs; keeps ``best.ckpt`` by success rate."""
+
+    def __init__(self, output_dir: str | Path, every_n_epochs: int = 1, episodes: int = 1, seed: int = 1000, gifs: int = 1,
+                 scenarios: list[str] | None = None, frame_size: list[int] | tuple[int, int] = (144, 256)):
+        from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, parse_scenario
+
+        self.output_dir, self.every, self.episodes, self.seed, self.gifs = Path(output_dir), every_n_epochs, episodes, seed, gifs
+        self.scenarios = [parse_scenario(s) for s in scenarios] if scenarios else list(DEFAULT_SCENARIOS)
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.best_success: float | None = None
+        self.history: list[dict[str, Any]] = []
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every != 0 or trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        figures = self.evaluate(pl_module, trainer.global_step, epoch, trainer.loggers)
+        metrics = {f"sim/{key}": float(figures[key]) for key in ("success_rate", "collision_rate", "wrong_side_rate")}
+        for logger in trainer.loggers:  # straight to every logger (CSV, TensorBoard) at this step
+            logger.log_metrics(metrics, step=trainer.global_step)
+            logger.save()
+        if self.best_success is None or figures["success_rate"] > self.best_success:
+            self.best_success = figures["success_rate"]
+            trainer.save_checkpoint(self.output_dir / "best.ckpt")
+            figures["best"] = True
+        self.history.append(figures)
+        (self.output_dir / "sim_eval.json").write_text(json.dumps(self.history, indent=2))
+
+    def evaluate(self, pl_module: Any, step: int, epoch: int, loggers: list | None = None) -> dict[str, Any]:
+        """One seeded closed-loop run of the module as it is now; training mode and RNG state restored."""
+        from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
+        from robovlms_mobile.eval.loading import inference_meta
+        from robovlms_mobile.eval.policy import InProcessPolicy
+        from robovlms_mobile.tb_logging import log_gif
+
+        was_training = pl_module.training
+        gif_dir = self.output_dir / "sim_eval_gifs" / f"epoch{epoch:03d}"
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                policy = InProcessPolicy(pl_module, inference_meta(pl_module.configs))
+                result = evaluate_closed_loop(policy, self.scenarios, self.episodes, seed=self.seed, frame_size=self.frame_size,
+                                              gif_dir=gif_dir, gifs=self.gifs)
+        finally:
+            pl_module.train(was_training)
+        for i, path in enumerate(result["gifs"] if loggers else []):
+            log_gif(loggers, f"sim/rollout_{i}", path, step)
+        overall = result["overall"]
+        return {"epoch": epoch, "step": step, **{k: overall[k] for k in ("episodes", "success_rate", "collision_rate",
+                                                                        "wrong_side_rate", "reasons")}, "gifs": result["gifs"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_success": self.best_success, "history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_success = state_dict.get("best_success")
+        self.history = list(state_dict.get("history", []))
