@@ -78,6 +78,7 @@ def test_mismatched_action_scale_between_splits(cfg):
 
 
 def test_split_settings_must_agree_between_sections(cfg):
+    cfg["train_dataset"]["val_ratio"] = 0.2
     cfg["val_dataset"]["val_ratio"] = 0.3  # a different split of the same files would put episodes in both
     with pytest.raises(ConfigError, match="'train_dataset.val_ratio' \\(0.2\\) and 'val_dataset.val_ratio' \\(0.3\\) must match"):
         validate_config(cfg)

@@ -49,7 +49,7 @@ def test_sim_eval_keeps_best_by_success_and_tensorboard_continues_on_resume(base
 
 @pytest.mark.parametrize("section, match", [({"every_n_epochs": 0}, "sim_eval.every_n_epochs"), ({"episode": 1}, "unknown key 'sim_eval.episode'"),
                                             ({"scenarios": ["3box_left"]}, "3box_left"), ({"frame_size": [36]}, "sim_eval.frame_size"),
-                                            ([1], "'sim_eval' must be an object")], ids=["zero", "typo", "scenario", "size", "type"])
+                                            ([1], "'sim_eval' = \\[1\\]: expected null or an object")], ids=["zero", "typo", "scenario", "size", "type"])
 def test_bad_sim_eval_section_is_one_clear_error(base_config, section, match):
     cfg = dict(base_config, sim_eval=section)
     with pytest.raises(ConfigError, match=match):
