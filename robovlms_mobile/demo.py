@@ -83,10 +83,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     """Prepare, train LoRA through the launcher, drive in closed loop; returns the figures (also demo_report.json)."""
     import torch
 
-    from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-    from robovlms_mobile.checkpoint_meta import CheckpointMetadata
-    from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
-    from robovlms_mobile.launcher import train
+    from robovlms_mobile.experiment import train_and_evaluate
     from robovlms_mobile.progress import EpochSummary
 
     torch.set_num_threads(int(os.environ.get("ROBOVLMS_MOBILE_THREADS", min(2, os.cpu_count() or 1))))
@@ -95,21 +92,11 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     config = load_config(config_path)
     source = prepare(config, timings)
     output_dir = Path(config["output_root"])
-    with timed(timings, "train"):
-        result = train(config, output_dir=output_dir, max_steps=max_steps, progress=progress)
-    module = result["model"].eval()
+    run = train_and_evaluate(config, output_dir, episodes=episodes, frame_size=FRAME_SIZE, max_steps=max_steps,
+                             ablations=True, gifs=2, progress=progress, timer=lambda name: timed(timings, name))
+    result, figures = run["train"], {k: v["overall"] for k, v in run["closed_loop"].items()}
+    closed = run["closed_loop"]["trained"]
     summary = next(cb for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)).history
-    meta = CheckpointMetadata.from_config(module.configs)
-    policy = InProcessPolicy(module, meta)
-    figures = {}
-    with timed(timings, "closed_loop"):
-        torch.manual_seed(0)
-        closed = evaluate_closed_loop(policy, episodes=episodes, frame_size=FRAME_SIZE, gif_dir=output_dir / "gifs", gifs=2,
-                                      progress=progress)
-        figures["trained"] = closed["overall"]
-        figures["instruction_blanked"] = evaluate_closed_loop(BlankInstruction(policy), episodes=episodes, frame_size=FRAME_SIZE)["overall"]
-        figures["untrained"] = evaluate_closed_loop(InProcessPolicy.untrained(module.configs), episodes=episodes,
-                                                    frame_size=FRAME_SIZE)["overall"]
     timings["total"] = {"wall_s": round(time.perf_counter() - start, 1)}
     rates = {k: v["success_rate"] for k, v in figures.items()}
     report = {

@@ -71,12 +71,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
               max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = (144, 256),
               progress: bool = True) -> list[dict[str, Any]]:
     """Train + evaluate every combination; returns the table rows (also written to disk)."""
-    from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-    from robovlms_mobile.checkpoint_meta import CheckpointMetadata
-    from robovlms_mobile.eval.offline import validation_report
-    from robovlms_mobile.eval.policy import InProcessPolicy
-    from robovlms_mobile.launcher import train
-    from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
+    from robovlms_mobile.experiment import train_and_evaluate
 
     base = load_config(base_config)
     runs = grid(base, sets)
@@ -85,12 +80,9 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
     rows = []
     for name, overrides, config in tqdm(runs, desc="sweep", disable=not progress):
         run_dir = out / name
-        result = train(config, output_dir=run_dir, max_steps=max_steps, max_epochs=max_epochs, progress=False)
-        module = result["model"].eval()
-        meta = CheckpointMetadata.from_config(module.configs)
-        offline = validation_report(module, meta)
-        closed = evaluate_closed_loop(InProcessPolicy(module, meta), scenarios or DEFAULT_SCENARIOS, episodes,
-                                      frame_size=frame_size)
+        run = train_and_evaluate(config, run_dir, episodes=episodes, frame_size=frame_size, scenarios=scenarios,
+                                 max_steps=max_steps, max_epochs=max_epochs, offline=True, progress=False)
+        result, offline, closed = run["train"], run["offline"], run["closed_loop"]["trained"]
         (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
         (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
         history = next((cb.history for cb in result["trainer"].callbacks if hasattr(cb, "history")), [])
@@ -144,7 +136,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
-    from robovlms_mobile.sim.cli import parse_size, scenario_arg
+    from robovlms_mobile.cli.options import frame_size
+    from robovlms_mobile.sim.cli import scenario_arg
 
     p = subparsers.add_parser("sweep", help="train and evaluate a grid of config values",
                               description="Train every combination of the --set values through the launcher, evaluate each "
@@ -157,6 +150,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, help="override trainer.max_epochs for every run")
     p.add_argument("--episodes", type=int, default=2, help="closed-loop worlds per scenario (default: %(default)s)")
     p.add_argument("--scenarios", type=scenario_arg, nargs="+", help="closed-loop scenarios (default: the 12 standard ones)")
-    p.add_argument("--frame-size", type=parse_size, default=(144, 256), help="closed-loop camera HxW (default: 144x256)")
+    p.add_argument("--frame-size", type=frame_size, default=(144, 256), help="closed-loop camera HxW (default: 144x256)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_sweep)

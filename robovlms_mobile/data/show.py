@@ -17,19 +17,10 @@ from PIL import Image, ImageDraw, ImageFont
 from robovlms_mobile.data.episode import check_episode
 from robovlms_mobile.data.fields import read_actions, read_event_types
 from robovlms_mobile.data.frames import read_frames_rgb
+from robovlms_mobile.kinematics import integrate
 from robovlms_mobile.task import MAX_SPEED, STEP_S
 
 EPS = 1e-6
-
-
-def integrate(actions: np.ndarray, dt: float = STEP_S) -> np.ndarray:
-    """Poses (T + 1, 3) [x, y, heading] from body-frame velocities (T, 3), each held for dt seconds."""
-    poses = np.zeros((len(actions) + 1, 3))
-    for t, (vx, vy, wz) in enumerate(np.asarray(actions, np.float64)[:, :3]):
-        x, y, th = poses[t]
-        c, s = np.cos(th), np.sin(th)
-        poses[t + 1] = (x + dt * (c * vx - s * vy), y + dt * (s * vx + c * vy), th + dt * wz)
-    return poses
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -25,6 +25,7 @@ import numpy as np
 
 from robovlms_mobile.data.format import V4_SCENARIOS, Scenario, instruction_for
 from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
+from robovlms_mobile.kinematics import integrate
 from robovlms_mobile.task import MAX_SPEED as SPEED
 from robovlms_mobile.task import STEP_S
 
@@ -71,15 +72,6 @@ def plan_actions(scenario: Scenario, rng: np.random.Generator, length: int = 18,
             actions[i, 2], actions[j, 2] = sign * TURN, -sign * TURN
     x_pass_mid = (n_a + n_diag + n_pass / 2) * SPEED * STEP_S  # rotations ignored: tiny
     return actions, x_pass_mid
-
-
-def _integrate(actions: np.ndarray) -> np.ndarray:
-    poses, p = np.zeros((len(actions), 3)), np.zeros(3)
-    for t, (vx, vy, wz) in enumerate(actions.astype(np.float64)):
-        poses[t] = p
-        c, s = np.cos(p[2]), np.sin(p[2])
-        p = p + STEP_S * np.array([c * vx - s * vy, s * vx + c * vy, wz])
-    return poses
 
 
 def _fill(img: np.ndarray, u0: float, u1: float, v0: float, v1: float, color: np.ndarray) -> None:
@@ -152,7 +144,7 @@ def make_episode(scenario: Scenario, *, seed: int | Sequence[int] = 0, frame_siz
     pal = {k: v.astype(np.uint8) if k not in ("wall", "floor") else v for k, v in pal.items()}
     bw, bh, y0 = _BOX_W * rng.uniform(0.92, 1.08), _BOX_H * rng.uniform(0.92, 1.08), rng.uniform(-0.06, 0.06)
     actions, x_mid = plan_actions(scenario, rng, length, generation)
-    poses = _integrate(actions)
+    poses = integrate(actions)[:-1]  # the pose at each frame, before its action
     if scenario.n_boxes == 1:
         objects = [(x_mid, y0, "box", bw, bh)]
     elif scenario.layout == "hori":

@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from robovlms_mobile.cli.options import frame_size
 from robovlms_mobile.data.format import DISTANCES
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """`144x256` -> (144, 256)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"frame size {text!r}: expected HxW, e.g. 144x256") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"frame size {text!r} is too small")
-    return h, w
 
 
 def scenario_arg(text: str):
@@ -59,6 +49,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("scenario", type=scenario_arg, help=f"e.g. 1box_left_close, 2box_right_far, 2box_vert_left_medium (distances: {', '.join(DISTANCES)})")
     s.add_argument("--seed", type=int, default=0, help="world seed (default: %(default)s)")
     s.add_argument("--out", help="output folder (default: runs/sim/<scenario>_seed<seed>)")
-    s.add_argument("--frame-size", type=parse_size, default=(144, 256), help="HxW (default: 144x256)")
+    s.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW (default: 144x256)")
     s.add_argument("--gif", action="store_true", help="also write expert.gif (camera + map)")
     s.set_defaults(func=_cmd_show)

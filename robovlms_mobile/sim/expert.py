@@ -21,12 +21,13 @@ from robovlms_mobile.data.writers import event_types_for, write_episode_v4
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour_waypoints
 from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step
+from robovlms_mobile.task import FULL_EPISODE_FRAMES
 
 MIN_LENGTH = 18  # V4 target length
-# stop frames after arriving: window (8) + chunk (10) - 1, so that 8 training windows hold the robot
+# stop frames after arriving: window + chunk - 1 (17), so that `window` training windows hold the robot
 # at the goal as an input (a window needs 17 actions: with fewer stop frames the goal view would be
 # a label only, and a policy never learns to stop where it sees the bottle up close)
-STOP_TAIL = 17
+STOP_TAIL = FULL_EPISODE_FRAMES
 
 
 class ScriptedExpert:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SPEED = 1.15  # keyboard linear velocity, m/s (spec §4)
-STEP_S = 0.4  # seconds of motion per frame
+from robovlms_mobile.task import MAX_SPEED as SPEED  # keyboard linear velocity, m/s
+from robovlms_mobile.task import STEP_S  # seconds of motion per frame
 LATTICE = SPEED * STEP_S  # 0.46 m: one key press
 ROBOT_RADIUS = 0.2
 STANDOFF = 0.7  # goal: this far in front of the bottle (its base still in view)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robovlms_mobile.data.show import integrate, show_episode
+from robovlms_mobile.data.show import show_episode
+from robovlms_mobile.kinematics import integrate
 
 from bad_episodes import write_v4, write_v5
 

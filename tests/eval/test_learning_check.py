@@ -21,9 +21,7 @@ import pytest
 import torch
 
 from robovlms_mobile.config import deep_update
-from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
-from robovlms_mobile.launcher import train
+from robovlms_mobile.experiment import train_and_evaluate
 from sim_fixtures import make_tiny_config
 
 N_EPISODES = 96  # 8 seeded worlds x 12 scenarios, left/right mirror pairs
@@ -57,14 +55,9 @@ def pretrained_model_dir():
 
 def _one_seed(config: dict, out, epochs: int, seed: int) -> dict:
     config = deep_update(json.loads(json.dumps(config)), {"seed": seed, "trainer": {"max_epochs": epochs}})
-    result = train(config, output_dir=out / f"seed{seed}", progress=False)
-    policy = InProcessPolicy.from_checkpoint(result["last_checkpoint"])
-    torch.manual_seed(seed)
-    figures = {
-        "trained": evaluate_closed_loop(policy, episodes=EVAL_EPISODES, frame_size=FRAME_SIZE)["overall"],
-        "untrained": evaluate_closed_loop(InProcessPolicy.untrained(config), episodes=EVAL_EPISODES, frame_size=FRAME_SIZE)["overall"],
-        "instruction_blanked": evaluate_closed_loop(BlankInstruction(policy), episodes=EVAL_EPISODES, frame_size=FRAME_SIZE)["overall"],
-    }
+    run = train_and_evaluate(config, out / f"seed{seed}", episodes=EVAL_EPISODES, frame_size=FRAME_SIZE,
+                             ablations=True, progress=False)
+    result, figures = run["train"], {k: v["overall"] for k, v in run["closed_loop"].items()}
     print(f"\n{config['robovlm_name']} seed {seed} after {result['global_step']} steps: closed-loop success rate "
           + "  ".join(f"{k} {v['success_rate']:.2f}" for k, v in figures.items()))
     print(json.dumps({k: v["reasons"] for k, v in figures.items()}))
