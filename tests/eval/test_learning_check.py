@@ -18,7 +18,6 @@ import os
 import statistics
 
 import pytest
-import torch
 
 from robovlms_mobile.config import deep_update
 from robovlms_mobile.experiment import train_and_evaluate
