@@ -7,9 +7,11 @@
 (4) JPEG against raw storage: the same frames as V5 files, once raw (gzip arrays) and once as the V5
     collector's JPEG bytes (q90), both read uncached (`jpeg_over_raw`).
 All draw the same seeded windows (with replacement) and use the same collate (the dataset
-collater's `rgb` and `actions`; tokenisation is left out, it is the same for all); timing starts after the first
-batch, so worker start-up is excluded. The files sit in the OS page cache (just written): this
-measures decompression and resizing, not the disk.
+collater's `rgb` and `actions`; tokenisation is left out, it is the same for all). The dataset's
+batches cross the DataLoader as uint8 and are normalised in the main process, where the batch is
+consumed (`normalise_batch`, as MobileVLATrainer does), inside the timing; the naive reader's are
+float already. Timing starts after the first batch, so worker start-up is excluded. The files
+sit in the OS page cache (just written): this measures decompression and resizing, not the disk.
 Last line: `uncached_over_naive=... cached_over_naive=... jpeg_over_raw=...`
 """
 
@@ -31,7 +33,7 @@ from robovlms_mobile.data.episode import check_episode
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.synthetic import generate_episodes
 from robovlms_mobile.data.writers import write_episode_v5
-from robovlms_mobile.data.transforms import normalise_frames
+from robovlms_mobile.data.transforms import normalise_batch, normalise_frames
 
 WINDOW, CHUNK, SIZE, BATCH, WORKERS = 8, 10, 224, 8, 2
 
@@ -58,32 +60,32 @@ class NaiveWindows(Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    """The dataset collater's image and action part (normalised `rgb` (B, W, 3, S, S), `actions`)."""
+    """The dataset collater's image and action part (`rgb` (B, W, 3, S, S), uint8 or normalised float; `actions`)."""
     return {"rgb": stack_rgb(samples), "actions": torch.stack([s["actions"] for s in samples])}
 
 
-def windows_per_second(ds: Dataset, n_windows: int) -> float:
-    """Windows/s through a 2-worker DataLoader, after its first batch."""
+def windows_per_second(ds: Dataset, n_windows: int, consume: bool = True) -> float:
+    """Windows/s through a 2-worker DataLoader, after its first batch; `consume`: normalised in this process, model-ready."""
     sampler = RandomSampler(ds, replacement=True, num_samples=n_windows + BATCH, generator=torch.Generator().manual_seed(0))
     loader = DataLoader(ds, batch_size=BATCH, sampler=sampler, num_workers=WORKERS, collate_fn=collate)
     it = iter(loader)
-    first = next(it)
-    assert first["rgb"].shape == (BATCH, WINDOW, 3, SIZE, SIZE)
+    first = normalise_batch(next(it)["rgb"])
+    assert first.shape == (BATCH, WINDOW, 3, SIZE, SIZE) and first.dtype == torch.float32
     start, count = time.perf_counter(), 0
     for batch in it:
-        count += len(batch["rgb"])
+        count += len(normalise_batch(batch["rgb"]) if consume else batch["rgb"])  # the consumer's step: model-ready float
     return count / (time.perf_counter() - start)
 
 
 def ms_per_window(ds: Dataset, n: int) -> float:
-    """Milliseconds per window fetched and collated in this process (one thread): the work without the DataLoader."""
+    """Milliseconds per window fetched, collated and normalised in this process (one thread): the work without the DataLoader."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
     fetch = getattr(ds, "__getitems__", None) or (lambda idx: [ds[i] for i in idx])
-    collate(fetch([0]))
+    normalise_batch(collate(fetch([0]))["rgb"])
     start = time.perf_counter()
     for k in range(n):
-        collate(fetch([k % len(ds)]))
+        normalise_batch(collate(fetch([k % len(ds)]))["rgb"])
     elapsed = time.perf_counter() - start
     torch.set_num_threads(threads)
     return elapsed / n * 1e3
@@ -126,8 +128,9 @@ def main() -> None:
         naive = windows_per_second(NaiveWindows(uncached), args.naive_windows)
         plain = windows_per_second(uncached, args.uncached_windows)
         fast = windows_per_second(cached, args.cached_windows)
+        delivered = windows_per_second(cached, args.cached_windows, consume=False)
         print(f"windows/s, {WORKERS} workers, batch {BATCH}, window {WINDOW}, {SIZE}px: naive {naive:.1f}, "
-              f"uncached {plain:.1f}, cached {fast:.1f}")
+              f"uncached {plain:.1f}, cached {fast:.1f} (uint8 batches delivered, not normalised: {delivered:.1f})")
         v5 = {}
         for storage in ("raw", "jpeg"):
             v5_copies(data, Path(tmp) / f"v5-{storage}", storage)

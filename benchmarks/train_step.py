@@ -32,6 +32,7 @@ def build_pair(tmp: Path):
 
     from robovlms_mobile.config import load_config
     from robovlms_mobile.data.synthetic import generate_episodes
+    from robovlms_mobile.data.transforms import normalise_batch
     from robovlms_mobile.launcher import build_datamodule
     from robovlms_mobile.model.lora import apply_lora
     from robovlms_mobile.registry import register
@@ -59,6 +60,7 @@ def build_pair(tmp: Path):
     apply_lora(upstream.model.backbone, cfg["train_setup"])
 
     batch = next(iter(build_datamodule(cfg, mobile).train_dataloader()))
+    batch["rgb"] = normalise_batch(batch["rgb"])  # the loader's uint8, normalised once for both (upstream's _process_batch takes float)
     g = torch.Generator().manual_seed(0)
     b, t = batch["action"].shape[:2]
     action7 = torch.rand(b, t, 7, generator=g) * 2 - 1

@@ -2,7 +2,8 @@
 
 Selected with `"trainer_type": "MobileVLATrainer"` in a config, through upstream's unedited
 `main.py` (see registry.py). Differences from BaseTrainer:
-- `_process_batch`: no arm/gripper split and no `.cuda()`; labels are `(velocity_chunk, None)`.
+- `_process_batch`: no arm/gripper split and no `.cuda()`; labels are `(velocity_chunk, None)`;
+  the loader's uint8 `rgb` is normalised here, on the device (`normalise_batch`; float passes as is).
 - LoRA applied with peft to the Kosmos-2 text attention only (model/lora.py), not upstream's
   `llava` path; vision stays frozen; the trainable-parameter count is printed.
 - `train_setup.gradient_checkpointing` enables (non-reentrant) activation recomputation in Kosmos-2.
@@ -25,6 +26,7 @@ from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, CheckpointErr
 from robovlms_mobile.checkpoint_meta import MAX_INSTRUCTIONS, TRAINER_TYPE, plugin_entry
 from robovlms_mobile.config import validate_config
 from robovlms_mobile.data.dataset import DATA_SOURCE
+from robovlms_mobile.data.transforms import normalise_batch
 from robovlms_mobile.model.lora import apply_lora
 from robovlms_mobile.model.model_folder import upstream_builders_guarded
 from robovlms_mobile.task import ACTION_AXES
@@ -106,7 +108,7 @@ class MobileVLATrainer(BaseTrainer):
         if rgb.ndim == 4:
             rgb = rgb.unsqueeze(1)
         assert rgb.ndim == 5, f"rgb must be (B, T, 3, H, W), got {tuple(rgb.shape)}"
-        rgb = rgb[:, : self.configs["window_size"]]
+        rgb = normalise_batch(rgb[:, : self.configs["window_size"]])  # uint8 from the loader -> CLIP float, on the device
         action, chunk, chunk_mask = to(batch.get("action")), to(batch.get("action_chunck")), to(batch.get("chunck_mask"))
         if chunk is not None:
             assert chunk.shape[-1] == len(ACTION_AXES), f"action_chunck must end in {len(ACTION_AXES)} axes, got {tuple(chunk.shape)}"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import h5py
 import pytest
 import torch
 
 from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError, load_checkpoint
 from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+from robovlms_mobile.data.frames import read_frames_rgb
+from robovlms_mobile.data.transforms import normalise_batch, preprocess_frames
 from robovlms_mobile.launcher import build_datamodule, train
 from robovlms_mobile.model.lora import TEXT_ATTENTION
 from robovlms_mobile.trainer import MobileVLATrainer
@@ -55,6 +58,24 @@ def test_process_batch_has_no_gripper_split(module, tiny_config):
     assert torch.isfinite(loss)
     loss.backward()
     assert module.model.action_token.grad is not None
+
+
+def test_model_sees_the_normalised_frames_of_each_window(module, tiny_config):
+    """The loader moves uint8 `rgb`; `_process_batch` hands the model exactly `preprocess_frames` of the window's file frames."""
+    loader = build_datamodule(tiny_config, module).val_dataloader()  # upstream's loader: a worker, pinned memory
+    ds = loader.dataset
+    batch = next(iter(loader))
+    assert batch["rgb"].dtype == torch.uint8 and batch["rgb"].shape == (2, 8, 3, 224, 224)
+    rgb = module._process_batch(batch)[0]
+    expected = []
+    for e, start in ds.index[: len(rgb)]:  # sequential sampler: the first windows
+        episode = ds.episodes[e]
+        with h5py.File(episode.path, "r") as f:
+            expected.append(preprocess_frames(read_frames_rgb(f, episode, start, start + 8), 224))
+    assert rgb.dtype == torch.float32 and torch.equal(rgb, torch.stack(expected))
+    assert torch.equal(module._process_batch({**batch, "rgb": rgb})[0], rgb)  # a float (normalised) rgb is not normalised again
+    with pytest.raises(ValueError, match="batch 'rgb' must be uint8"):
+        normalise_batch(batch["rgb"].to(torch.int16))
 
 
 def test_checkpoint_is_slim_and_loads_back(tiny_config, tmp_path):

@@ -2,7 +2,8 @@
 
 Each item is one window: `window_size` frames and the `window_size + chunk - 1` actions whose
 10-step chunks are the labels. The collater yields what `BaseTrainer`-style `_process_batch`
-reads: `rgb` (B, W, 3, S, S), `text`, `text_mask`, `action` (B, W + C - 1, 2),
+reads: `rgb` (B, W, 3, S, S) (uint8 frames when fetched by a DataLoader: the consumer normalises
+them with `transforms.normalise_batch`, as MobileVLATrainer does), `text`, `text_mask`, `action` (B, W + C - 1, 2),
 `action_chunck` (B, W, C, 2), `chunck_mask` (B, W, C), `data_source`. Episodes shorter than
 window + chunk train too: the label steps they lack are zero and False in `chunck_mask`, so the
 loss ignores them (`window_starts`; `require_full_chunks` refuses such episodes instead).
@@ -108,21 +109,23 @@ def select_episodes(data_dir: str | Path | Sequence[str | Path], *, split: str, 
 
 
 def stack_rgb(samples: Sequence[dict[str, Any]]) -> torch.Tensor:
-    """(B, W, 3, S, S) float32 from items' `rgb` (normalised) or `frames` (uint8, normalised here, in place)."""
+    """A batch's `rgb` (B, W, 3, S, S): items' uint8 `frames` stacked as they are, or items' normalised float `rgb`.
+
+    uint8 frames stay uint8 (a channels-first view of (B, W, S, S, 3) memory, no copy): the consumer
+    normalises the batch once with `normalise_batch`, after moving it to its device.
+    """
     if "rgb" in samples[0]:
         return torch.stack([s["rgb"] for s in samples])
-    frames = torch.stack([torch.as_tensor(s["frames"]) for s in samples])  # (B, W, S, S, 3) uint8
-    b, w, h, w2, c = frames.shape
-    out = _batch_tensor((b, w, c, h, w2))
-    normalise_frames(rearrange(frames, "b w h w2 c -> (b w) h w2 c"), out=out.view(b * w, c, h, w2))
-    return out
+    frames = _batch_tensor((len(samples), *np.shape(samples[0]["frames"])), torch.uint8)  # (B, W, S, S, 3)
+    torch.stack([torch.as_tensor(s["frames"]) for s in samples], out=frames)
+    return rearrange(frames, "b w h w2 c -> b w c h w2")  # a view
 
 
-def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """An empty float32 tensor; inside a DataLoader worker, in shared memory (as default_collate does) so it is sent without a copy."""
+def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An empty tensor; inside a DataLoader worker, in shared memory (as default_collate does) so it is sent without a copy."""
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.float32)
-    proto = torch.empty(0, dtype=torch.float32)
+        return torch.empty(shape, dtype=dtype)
+    proto = torch.empty(0, dtype=dtype)
     return proto.new(proto._typed_storage()._new_shared(math.prod(shape))).view(shape)
 
 
@@ -267,10 +270,10 @@ class MobileVLAH5Dataset(Dataset):
         return item
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
-        """What a DataLoader fetches per batch: windows with uint8 `frames`, normalised by `collater` into the batch.
+        """What a DataLoader fetches per batch: windows with uint8 `frames`, which `collater` stacks as a uint8 `rgb`.
 
-        A float32 window is 4x the bytes of its uint8 frames; normalising once, straight into the
-        batch tensor (in shared memory inside a worker), keeps a cached window cheap to deliver.
+        A float32 window is 4x the bytes of its uint8 frames: the DataLoader moves uint8 and the
+        consumer (MobileVLATrainer._process_batch, offline evaluation) normalises with `normalise_batch`.
         """
         return [self._window(i) for i in indices]
 
@@ -311,7 +314,7 @@ class MobileVLAH5Dataset(Dataset):
         instructions = [s["instruction"] for s in samples]
         text, text_mask = encode_prompts(self.tokenizer, instructions, self.prompt_template)
         return {
-            "rgb": stack_rgb(samples),  # (B, W, 3, S, S) float32
+            "rgb": stack_rgb(samples),  # (B, W, 3, S, S) uint8 from __getitems__ (normalise_batch), float from items
             "text": text,
             "text_mask": text_mask,
             "action": actions,

@@ -1,4 +1,4 @@
-"""Frame preprocessing shared by training and inference: resize + CLIP normalisation."""
+"""Frame preprocessing shared by training and inference: resize + CLIP normalisation (per frame, or of a uint8 batch)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def resize_frames(frames: np.ndarray | torch.Tensor, image_size: int, *, bgr: bo
     return (x.flip(-1) if bgr else x).contiguous()
 
 
-_SCALE = 1.0 / (255.0 * torch.tensor(CLIP_STD).view(1, 3, 1, 1))
-_BIAS = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255.0 * _SCALE
+_SCALE = 1.0 / (255.0 * torch.tensor(CLIP_STD).view(3, 1, 1))
+_BIAS = torch.tensor(CLIP_MEAN).view(3, 1, 1) * 255.0 * _SCALE
 
 
 def normalise_frames(frames_rgb: np.ndarray | torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -40,8 +40,30 @@ def normalise_frames(frames_rgb: np.ndarray | torch.Tensor, out: torch.Tensor | 
     x = rearrange(torch.as_tensor(np.asarray(frames_rgb)), "n h w c -> n c h w")  # a view
     if out is None:
         out = torch.empty(x.shape, dtype=torch.float32)
-    out.copy_(x)  # convert + transpose in one pass; then two vectorised in-place passes (~4x faster than x.float() * scale)
-    return out.mul_(_SCALE).sub_(_BIAS)
+    return _normalise_into(x, out)
+
+
+def normalise_batch(rgb: torch.Tensor) -> torch.Tensor:
+    """A batch's `rgb` as the model takes it: uint8 frames (..., 3, S, S), any strides and device, CLIP-normalised
+    to contiguous float32 on that device; a float `rgb` (normalised already) is returned as is.
+
+    The collater moves uint8 frames (a quarter of the bytes); whoever consumes the batch calls this
+    once, after moving it to its device. The dtype says whether it was done, so it happens exactly once.
+    """
+    if rgb.is_floating_point():
+        return rgb
+    if rgb.dtype != torch.uint8 or rgb.ndim < 3 or rgb.shape[-3] != 3:
+        raise ValueError(f"batch 'rgb' must be uint8 (..., 3, S, S) frames or normalised float, got {rgb.dtype} {tuple(rgb.shape)}")
+    return _normalise_into(rgb, torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device))
+
+
+def _normalise_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, S, S) -> `out` float32: convert (+ transpose, for a channels-last view) in one pass, then two in-place passes.
+
+    ~4x faster than `x.float() * scale` on CPU; the same operations on every device give the same values.
+    """
+    out.copy_(x)
+    return out.mul_(_SCALE.to(out.device)).sub_(_BIAS.to(out.device))  # `.to`: no copy on the same device
 
 
 def preprocess_frames(frames_rgb: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.data.episode import ACTION_AXES
 from robovlms_mobile.data.prompt import encode_prompts
+from robovlms_mobile.data.transforms import normalise_batch
 
 _SIDE = re.compile(r"\b(left|right)\b")
 
@@ -59,7 +60,7 @@ def offline_report(module: Any, dataset: Any, meta: CheckpointMetadata, *, batch
     sens_sum, lateral, flipped, n_swappable = torch.zeros(2), 0, 0, 0
     count = 0
     for batch in tqdm(loader, desc="offline eval", disable=not progress):
-        rgb = batch["rgb"][:, : meta.window].to(module.device)
+        rgb = normalise_batch(batch["rgb"][:, : meta.window].to(module.device))  # the collater's uint8 -> CLIP float
         labels = batch["action_chunck"].float().to(module.device)  # (B, W, C, 2)
         pred = _predict(module, rgb, batch["text"], batch["text_mask"])
         err = (pred - labels) * max_speed

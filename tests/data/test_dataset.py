@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
 from robovlms_mobile.data.format import instruction_for
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE
-from robovlms_mobile.data.transforms import CLIP_MEAN, CLIP_STD
+from robovlms_mobile.data.transforms import CLIP_MEAN, CLIP_STD, normalise_batch
 
 from bad_episodes import V5_TEXT, frames, ramp_actions, v4_name, write_bad_files, write_v4, write_v5
 
@@ -45,8 +45,12 @@ def names(ds: MobileVLAH5Dataset) -> set[str]:
 
 
 def same_batches(a: list[dict], b: list[dict]) -> bool:
+    """Equal batches; `rgb` compared as the model gets it (a DataLoader's uint8, items' float: both normalised once)."""
+    def value(batch: dict, k: str):
+        return normalise_batch(batch[k]) if k == "rgb" else batch[k]
+
     return len(a) == len(b) and all(
-        x.keys() == y.keys() and all(torch.equal(x[k], y[k]) if torch.is_tensor(x[k]) else x[k] == y[k] for k in x)
+        x.keys() == y.keys() and all(torch.equal(value(x, k), value(y, k)) if torch.is_tensor(x[k]) else x[k] == y[k] for k in x)
         for x, y in zip(a, b)
     )
 
@@ -79,7 +83,8 @@ def test_batch_contract(ramp_dir, tokenizer):
     assert DEFAULT_PROMPT_TEMPLATE == "<grounding>An image of a robot {instruction}"
     for batch in DataLoader(ds, batch_size=4, collate_fn=ds.collater):
         B = len(batch["episode"])
-        assert batch["rgb"].shape == (B, 8, 3, 224, 224) and batch["rgb"].dtype == torch.float32
+        assert batch["rgb"].shape == (B, 8, 3, 224, 224) and batch["rgb"].dtype == torch.uint8  # normalised by the consumer
+        batch["rgb"] = normalise_batch(batch["rgb"])
         assert batch["rgb"].min() < 0 and 0 <= unnormalise(batch["rgb"]).min() <= unnormalise(batch["rgb"]).max() <= 1
         assert batch["text"].ndim == 2 and batch["text"].shape == batch["text_mask"].shape and len(batch["text"]) == B
         assert batch["action"].shape == (B, 17, 2) and batch["action"].dtype == torch.float32
@@ -118,7 +123,7 @@ def test_windows(tmp_path, tokenizer, window, chunk, length, n_windows):
     assert batch["action_chunck"].shape == (n_windows, window, chunk, 2)
     assert batch["chunck_mask"].shape == (n_windows, window, chunk) and batch["chunck_mask"].all()
     raw = torch.from_numpy(ramp_actions(length)[:, :2]) / 1.15
-    starts = [frame_index(rgb[0]) for rgb in batch["rgb"]]
+    starts = [frame_index(rgb[0]) for rgb in normalise_batch(batch["rgb"])]
     assert sorted(starts) == list(range(n_windows))
     for b, s in enumerate(starts):
         torch.testing.assert_close(batch["action_chunck"][b], torch.stack([raw[s + t : s + t + chunk] for t in range(window)]))

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset, stack_rgb
 from robovlms_mobile.data.episode import EpisodeError
 from robovlms_mobile.data.synthetic import generate_episodes
+from robovlms_mobile.data.transforms import normalise_batch
 
 KW = dict(split="all", window_size=4, fwd_pred_next_n=5, image_size=32)
 
@@ -47,13 +48,15 @@ def test_cached_items_equal_uncached(data, tmp_path, capsys):
 
 
 def test_batched_fetch_equals_items(data, tmp_path):
-    """What a DataLoader fetches (`__getitems__`, uint8 frames normalised by the collater) equals stacked items."""
+    """What a DataLoader fetches (`__getitems__`: uint8 frames, a uint8 batch, normalised by the consumer) equals stacked items."""
     for cache in (None, str(tmp_path / "cache")):
         ds = MobileVLAH5Dataset(str(data), cache_dir=cache, **KW)
         idx = [3, 0, 9, 15]
         raw = ds.__getitems__(idx)
         assert raw[0]["frames"].dtype == np.uint8 and raw[0]["frames"].shape == (4, 32, 32, 3)
-        assert torch.equal(stack_rgb(raw), torch.stack([ds[i]["rgb"] for i in idx]))
+        batch = stack_rgb(raw)
+        assert batch.dtype == torch.uint8 and batch.shape == (4, 4, 3, 32, 32)
+        assert torch.equal(normalise_batch(batch), torch.stack([ds[i]["rgb"] for i in idx]))
 
 
 def test_built_once_and_rebuilt_when_a_source_changes(data, tmp_path):
