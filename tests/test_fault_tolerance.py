@@ -194,10 +194,10 @@ def _kill_and_resume(cfg: dict, tmp_path: Path, max_steps: int, kill_range: tupl
 
 
 def test_kill9_then_resume_matches_uninterrupted_run(tiny_config, tmp_path):
-    # 10 episodes, batch 2: 4 steps an epoch. 6 steps, killed at step 3..5: resumes from the
-    # checkpoint of step 2 (mid-epoch) or 4 (epoch end), crosses an epoch and a validation.
+    # 10 episodes, batch 2: 4 steps an epoch. 8 steps (two epochs, each ending in a validation),
+    # killed at step 3..7: resumes from the checkpoint of step 2, 4 (epoch end) or 6 (mid-epoch).
     # The uninterrupted reference trains in this process; the killed and resumed runs are children.
-    _kill_and_resume(tiny_config, tmp_path, max_steps=6, kill_range=(3, 5), reference_in_process=True)
+    _kill_and_resume(tiny_config, tmp_path, max_steps=8, kill_range=(3, 7), reference_in_process=True)
 
 
 @pytest.mark.slow
