@@ -30,7 +30,55 @@ while True:
 """
 
 
+# One interpreter imports torch once and forks a fresh saver per trial (fast suite); the slow
+# variant starts a whole new interpreter per trial.
+SAVE_FORKS = r"""
+import os, sys, torch
+from robovlms_mobile.checkpoint_io import atomic_torch_save
+torch.set_num_threads(1)  # no thread pool for the forked savers to inherit half-started
+path = sys.argv[1]
+for _ in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        step = 0
+        while True:
+            step += 1
+            atomic_torch_save({"step": step, "weights": torch.full((2_000_000,), float(step))}, path)
+            print(f"SAVED {step}", flush=True)
+    print(f"PID {pid}", flush=True)
+    os.waitpid(pid, 0)
+    print("REAPED", flush=True)
+"""
+
+
 def test_kill_during_save_never_corrupts_the_checkpoint(tmp_path):
+    path = tmp_path / "last.ckpt"
+    rng = random.Random(0)
+    forks = subprocess.Popen([sys.executable, "-c", SAVE_FORKS, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        for trial in range(6):
+            forks.stdin.write("go\n")
+            forks.stdin.flush()
+            pid, saved = None, False
+            while pid is None or not saved:  # the saver's PID and at least one complete save, in either order
+                line = forks.stdout.readline()
+                assert line, "the forking saver exited"
+                pid = int(line.split()[1]) if line.startswith("PID ") else pid
+                saved = saved or line.startswith("SAVED ")
+            time.sleep(rng.uniform(0.0, 0.3))
+            os.kill(pid, signal.SIGKILL)
+            while (line := forks.stdout.readline()).strip() != "REAPED":
+                assert line.startswith("SAVED "), f"unexpected line {line!r}"
+            ckpt = torch.load(path, weights_only=True)
+            assert torch.all(ckpt["weights"] == ckpt["step"]), f"trial {trial}: torn checkpoint"
+    finally:
+        forks.stdin.close()
+        forks.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_kill_during_save_never_corrupts_the_checkpoint_fresh_interpreters(tmp_path):
     path = tmp_path / "last.ckpt"
     rng = random.Random(0)
     for trial in range(6):
@@ -116,21 +164,42 @@ def _run_child(cfg_path: Path, out: Path, resume: str = "", kill_at: int | None 
     raise AssertionError(f"child exited with {proc.returncode} before finishing")
 
 
-def test_kill9_then_resume_matches_uninterrupted_run(tiny_config, tmp_path):
-    cfg = tiny_config
-    cfg["trainer"].update(max_epochs=100, max_steps=12, limit_val_batches=1, check_val_every_n_epoch=1)
+def _in_process_run(cfg_path: Path, out: Path) -> dict:
+    """The same run and summary as TRAIN_CHILD, in this process (no interpreter start-up)."""
+    result = train(json.loads(cfg_path.read_text()), output_dir=out, progress=False)
+    return {"step": result["global_step"], "lr": result["trainer"].lr_scheduler_configs[0].scheduler.get_last_lr()[0],
+            "val_loss": result["metrics"].get("val_loss"),
+            "adam_steps": int(next(iter(result["trainer"].optimizers[0].state.values()))["step"])}
+
+
+def _kill_and_resume(cfg: dict, tmp_path: Path, max_steps: int, kill_range: tuple[int, int],
+                     reference_in_process: bool = False) -> None:
+    """Reference run, a run SIGKILLed at a random step in `kill_range`, its resume: same end state."""
+    cfg["trainer"].update(max_epochs=100, max_steps=max_steps, limit_val_batches=1, check_val_every_n_epoch=1)
     cfg.update(scheduler="cosine", warmup_steps=2, checkpoint_every_n_steps=2)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
 
-    reference = _run_child(cfg_path, tmp_path / "reference")
-    kill_at = random.Random(os.getpid()).randint(3, 10)
+    reference = (_in_process_run if reference_in_process else _run_child)(cfg_path, tmp_path / "reference")
+    kill_at = random.Random(os.getpid()).randint(*kill_range)
     assert _run_child(cfg_path, tmp_path / "killed", kill_at=kill_at) is None
     saved = torch.load(tmp_path / "killed" / "last.ckpt", weights_only=True)
     assert 2 <= saved["global_step"] <= kill_at  # the last checkpoint before the kill
     resumed = _run_child(cfg_path, tmp_path / "killed", resume="last")
 
-    assert resumed["step"] == reference["step"] == 12
-    assert resumed["adam_steps"] == reference["adam_steps"] == 12  # optimiser state carried over
+    assert resumed["step"] == reference["step"] == max_steps
+    assert resumed["adam_steps"] == reference["adam_steps"] == max_steps  # optimiser state carried over
     assert resumed["lr"] == pytest.approx(reference["lr"], rel=1e-9)  # LR schedule restored
     assert resumed["val_loss"] == pytest.approx(reference["val_loss"], abs=0.05)
+
+
+def test_kill9_then_resume_matches_uninterrupted_run(tiny_config, tmp_path):
+    # 10 episodes, batch 2: 4 steps an epoch. 8 steps (two epochs, each ending in a validation),
+    # killed at step 3..7: resumes from the checkpoint of step 2, 4 (epoch end) or 6 (mid-epoch).
+    # The uninterrupted reference trains in this process; the killed and resumed runs are children.
+    _kill_and_resume(tiny_config, tmp_path, max_steps=8, kill_range=(3, 7), reference_in_process=True)
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_matches_uninterrupted_run_three_epochs(tiny_config, tmp_path):
+    _kill_and_resume(tiny_config, tmp_path, max_steps=12, kill_range=(3, 10))

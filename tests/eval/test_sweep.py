@@ -32,18 +32,38 @@ def test_parse_and_grid(base_config):
         parse_set("lora_r")
 
 
-def test_sweep_command(base_config, tiny_model_dir, sim_episodes, tmp_path):
+def _check_sweep_outputs(out: Path, scenario_count: int) -> None:
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["run"] for r in rows] == ["lora_r-4", "lora_r-8"] and [r["train_setup.lora_r"] for r in rows] == ["4", "8"]
+    assert all(r["steps"] == "2" and 0 <= float(r["success_rate"]) <= 1 and float(r["mae_linear_x"]) >= 0 for r in rows)
+    assert all(r["val_loss"] == "" for r in rows)  # 2 steps: no validation ran, so no val loss is claimed
+    md = (out / "results.md").read_text()
+    assert md.startswith("| run | train_setup.lora_r | steps | val_loss |") and "| lora_r-8 | 8 | 2 |" in md
+    assert (out / "closed_loop.png").is_file() and (out / "offline.png").is_file()
+    closed = json.loads((out / "lora_r-4" / "closed_loop.json").read_text())
+    assert closed["overall"]["episodes"] == scenario_count
+
+
+def test_sweep_command(base_config, tiny_model_dir, sim_episodes, tmp_path, capsys):
+    """The sweep command in this process (one scenario); the slow variant runs the installed CLI."""
+    from robovlms_mobile.cli import main
+
+    cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
+    (tmp_path / "base.json").write_text(json.dumps(cfg))
+    code = main(["sweep", str(tmp_path / "base.json"), "--set", "train_setup.lora_r=4,8", "--max-steps", "2", "--episodes", "1",
+                 "--scenarios", "1box_left_close", "--frame-size", "36x64", "--output-dir", str(tmp_path / "sweep"), "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
+    assert json.loads(printed.out.strip().splitlines()[-1]) == {"runs": 2, "results": str(tmp_path / "sweep" / "results.csv")}
+    _check_sweep_outputs(tmp_path / "sweep", scenario_count=1)
+
+
+@pytest.mark.slow
+def test_sweep_command_subprocess(base_config, tiny_model_dir, sim_episodes, tmp_path):
     cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
     (tmp_path / "base.json").write_text(json.dumps(cfg))
     out = subprocess.run([CLI, "sweep", str(tmp_path / "base.json"), "--set", "train_setup.lora_r=4,8", "--max-steps", "2",
                           "--episodes", "1", "--scenarios", "1box_left_close", "1box_right_close", "--frame-size", "36x64",
                           "--output-dir", str(tmp_path / "sweep"), "--no-progress"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "sweep" / "results.csv")))
-    assert [r["run"] for r in rows] == ["lora_r-4", "lora_r-8"] and [r["train_setup.lora_r"] for r in rows] == ["4", "8"]
-    assert all(r["steps"] == "2" and 0 <= float(r["success_rate"]) <= 1 and float(r["mae_linear_x"]) >= 0 for r in rows)
-    assert all(r["val_loss"] == "" for r in rows)  # 2 steps: no validation ran, so no val loss is claimed
-    md = (tmp_path / "sweep" / "results.md").read_text()
-    assert md.startswith("| run | train_setup.lora_r | steps | val_loss |") and "| lora_r-8 | 8 | 2 |" in md
-    assert (tmp_path / "sweep" / "closed_loop.png").is_file() and (tmp_path / "sweep" / "offline.png").is_file()
-    assert (tmp_path / "sweep" / "lora_r-4" / "closed_loop.json").is_file()
+    _check_sweep_outputs(tmp_path / "sweep", scenario_count=2)
