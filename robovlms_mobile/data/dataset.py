@@ -254,6 +254,7 @@ class MobileVLAH5Dataset(Dataset):
         actions, instruction = torch.from_numpy(actions), episode.instruction
         if self.augment.active:
             frames, actions, instruction = augment_window(frames, actions, instruction, self.augment)
+            frames = frames.numpy()  # items carry numpy uint8 frames either way
         return {
             "frames": frames,  # (W, S, S, 3) uint8 RGB, resized
             "actions": actions,  # (W + C - 1, 2), zero where not present

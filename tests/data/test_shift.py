@@ -53,5 +53,5 @@ def test_dataset_shifts_training_windows_only(episodes_dir):
     torch.manual_seed(0)
     a, b = plain.__getitems__([0])[0]["frames"], shifted.__getitems__([0])[0]["frames"]
     assert a.shape == b.shape and a.dtype == b.dtype == np.uint8 and not np.array_equal(a, b)
-    assert shifted.rgb_pad == 6 and val.rgb_pad == -1
+    assert shifted.augment.rgb_pad == 6 and val.augment.rgb_pad == 0  # validation windows are never shifted
     assert np.array_equal(val.__getitems__([0])[0]["frames"], val_plain.__getitems__([0])[0]["frames"])
