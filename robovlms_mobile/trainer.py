@@ -56,9 +56,10 @@ def set_gradient_checkpointing(backbone: torch.nn.Module, enabled: bool) -> None
 class MobileVLATrainer(BaseTrainer):
     """Lightning module training Kosmos-2 + LoRA + MobileVLALSTMDecoder on velocity chunks."""
 
-    def __init__(self, configs: dict[str, Any]):
-        if configs.get("train_dataset"):  # a training config (also via upstream's main.py); an inference
-            validate_config(configs)  # skeleton has none: checkpoint_meta.trusted_config checked it instead
+    def __init__(self, configs: dict[str, Any], *, validate: bool = True):
+        """`validate=False` only for a config already checked elsewhere (the loader's inference skeleton)."""
+        if validate:
+            validate_config(configs)
         ensure_kosmos2_patch()
         super().__init__(configs)
 

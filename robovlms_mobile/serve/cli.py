@@ -92,19 +92,14 @@ def resolve_api_key(flag: str | None, env: "os._Environ | dict[str, str]") -> st
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """One-line ValueError naming the first flag out of range."""
+    """One-line ValueError naming the first flag out of range (the integer flags are checked by their types)."""
     if not args.host.strip():
         raise ValueError("--host is empty: give an address to bind (127.0.0.1 for this machine only, 0.0.0.0 for every "
                          "interface)")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be in 0..65535, got {args.port}")
-    for name in ("max_episodes", "max_image_side", "max_image_pixels"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 < args.max_body_mb <= MAX_BODY_MB:
         raise ValueError(f"--max-body-mb must be a number of MiB in (0, {MAX_BODY_MB}], got {args.max_body_mb}")
-    if args.strategy == "reuse" and args.reuse_steps < 1:
-        raise ValueError(f"--reuse-steps must be >= 1 (and at most the checkpoint's chunk length), got {args.reuse_steps}")
 
 
 def _load_policy(args: argparse.Namespace, strategy: object):
