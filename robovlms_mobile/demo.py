@@ -17,13 +17,14 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from robovlms_mobile.config import load_config
 
 DEMO_EPISODES = 48  # four seeded worlds for each of the 12 standard scenarios
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
 FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
+DEMO_SEEDS = (0, 1, 2)  # training seeds; every closed-loop figure is their mean ± std
 GOALS = {"success_min": 0.75, "blank_max_fraction_of_success": 0.5, "untrained_max": 0.0}
 
 
@@ -79,56 +80,51 @@ def goals_met(trained: float, blank: float, untrained: float) -> dict[str, bool]
 
 
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True,
-             episodes: int = CLOSED_LOOP_EPISODES) -> dict[str, Any]:
-    """Prepare, train LoRA through the launcher, drive in closed loop; returns the figures (also demo_report.json)."""
-    import torch
+             episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
+    """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
+    from robovlms_mobile.experiment import run_seeds, spread
 
-    from robovlms_mobile.experiment import train_and_evaluate
-    from robovlms_mobile.progress import EpochSummary
-
-    torch.set_num_threads(int(os.environ.get("ROBOVLMS_MOBILE_THREADS", min(2, os.cpu_count() or 1))))
     timings: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     config = load_config(config_path)
     source = prepare(config, timings)
     output_dir = Path(config["output_root"])
-    run = train_and_evaluate(config, output_dir, episodes=episodes, frame_size=FRAME_SIZE, max_steps=max_steps,
-                             ablations=True, gifs=2, progress=progress, timer=lambda name: timed(timings, name))
-    result, figures = run["train"], {k: v["overall"] for k, v in run["closed_loop"].items()}
-    closed = run["closed_loop"]["trained"]
-    summary = next(cb for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)).history
+    with timed(timings, "train_and_closed_loop"):
+        runs = run_seeds(config, output_dir, seeds, episodes=episodes, frame_size=FRAME_SIZE, max_steps=max_steps,
+                         ablations=True, gifs=2, progress=progress)
+    table = spread(runs)
+    means = {k: v["mean"] for k, v in table.items()}
     timings["total"] = {"wall_s": round(time.perf_counter() - start, 1)}
-    rates = {k: v["success_rate"] for k, v in figures.items()}
     report = {
         "recipe": {"model": str(source), "lora_r": config["train_setup"].get("lora_r"), "learning_rate": config["learning_rate"],
                    "train_dataset": {k: config["train_dataset"].get(k) for k in ("mirror", "rgb_pad", "color_jitter")},
-                   "seed": config.get("seed")},
-        "first_epoch": summary[0] if summary else None,
-        "last_epoch": summary[-1] if summary else None,
-        "global_step": result["global_step"],
-        "checkpoint": str(output_dir / "last.ckpt"),
-        "closed_loop_success": rates,
+                   "seeds": list(seeds), "max_epochs": config["trainer"].get("max_epochs"), "max_steps": max_steps},
+        "closed_loop_success": table,
         "goals": GOALS,
-        "goals_met": goals_met(rates["trained"], rates["instruction_blanked"], rates["untrained"]),
-        "closed_loop": figures,
-        "gifs": closed["gifs"],
+        "goals_met": goals_met(means["trained"], means["instruction_blanked"], means["untrained"]),
+        "seeds": runs,
+        "gifs": runs[0]["gifs"],
         "timings": timings,
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
     }
     (output_dir / "demo_report.json").write_text(json.dumps(report, indent=2))
-    first, last = report["first_epoch"], report["last_epoch"]
     print("\n== demo summary ==")
-    if first and last:
-        print(f"train loss {first['train_loss']:.4f} -> {last['train_loss']:.4f}   val loss {first['val_loss']:.4f} -> {last['val_loss']:.4f}  ({report['global_step']} steps)")
-    n = figures["trained"]["episodes"]
-    print(f"closed loop on {n} held-out episodes (12 scenarios), success rate: trained {rates['trained']:.2f}  "
-          f"instruction blanked {rates['instruction_blanked']:.2f}  untrained {rates['untrained']:.2f}")
+    for run in runs:
+        epochs = run["epochs"]
+        loss = (f"train loss {epochs[0]['train_loss']:.4f} -> {epochs[-1]['train_loss']:.4f}, val loss "
+                f"{epochs[0]['val_loss']:.4f} -> {epochs[-1]['val_loss']:.4f}" if epochs else "no epoch finished")
+        print(f"seed {run['seed']}: {run['global_step']} steps, {loss}; checkpoint {run['checkpoint']}")
+    n = runs[0]["closed_loop"]["trained"]["episodes"]
+    print(f"closed loop on {n} held-out episodes (12 scenarios), success rate, mean ± std over {len(runs)} training seeds "
+          f"(per seed):")
+    for name, row in table.items():
+        print(f"  {name:<20} {row['mean']:.2f} ± {row['std']:.2f}  ({' '.join(f'{v:.2f}' for v in row['per_seed'])})")
     for name, ok in report["goals_met"].items():
         print(f"goal {name}: {'met' if ok else 'NOT met'}")
-    for name, fig in figures.items():
-        print(f"  {name}: {fig['reasons']}")
+    for name in table:
+        print(f"  {name} outcomes, seed {runs[0]['seed']}: {runs[0]['closed_loop'][name]['reasons']}")
     print("time: " + "  ".join(f"{k} {v['wall_s']:.0f} s" for k, v in timings.items()) + f"  (load average {os.getloadavg()[0]:.1f})")
-    print(f"rollout GIFs: {', '.join(closed['gifs'])}")
+    print(f"rollout GIFs: {', '.join(runs[0]['gifs'])}")
     print(f"report: {output_dir / 'demo_report.json'}")
     return report

@@ -46,3 +46,89 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
                                                        frame_size=frame_size)
     return {"train": result, "module": module, "meta": meta, "closed_loop": closed,
             "offline": validation_report(module, meta) if offline else None}
+
+
+def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One training seed in a worker process: its output (and upstream's chatter) goes to `train.log`."""
+    import json
+    import os
+    import resource
+    import sys
+    import time
+
+    import torch
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "train.log", "w")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    run = train_and_evaluate({**config, "seed": seed}, out, progress=False, **kwargs)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    history = next((cb.history for cb in run["train"]["trainer"].callbacks if hasattr(cb, "history")), [])
+    summary = {"seed": seed, "global_step": run["train"]["global_step"], "epochs": history,
+               "closed_loop": {k: v["overall"] for k, v in run["closed_loop"].items()},
+               "gifs": run["closed_loop"]["trained"]["gifs"], "checkpoint": str(out / "last.ckpt"),
+               "wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+               "torch_threads": threads}
+    (out / "seed_report.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_seeds(config: dict[str, Any], output_dir: str | Path, seeds: Sequence[int], *, workers: int | None = None,
+              progress: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
+    """`train_and_evaluate` once per training seed, seeds in parallel worker processes (`<output_dir>/seed-<n>/`).
+
+    `kwargs` go to `train_and_evaluate` (episodes, frame_size, max_steps, ablations, gifs, ...). Each seed
+    is deterministic on CPU (see docs/results.md), so running them side by side changes no figure. Returns
+    one summary per seed, in the order of `seeds`.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    cpus = os.cpu_count() or 1
+    workers = workers or min(len(seeds), 2 * cpus)
+    threads = max(1, cpus // workers)
+    out = Path(output_dir)
+    results: dict[int, dict[str, Any]] = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_seed_job, config, seed, str(out / f"seed-{seed}"), threads,
+                               {**kwargs, "gifs": kwargs.get("gifs", 0) if i == 0 else 0}): seed
+                   for i, seed in enumerate(seeds)}
+        bar = tqdm(total=len(seeds), desc=f"training seeds ({workers} in parallel, logs in {out}/seed-*/train.log)",
+                   disable=not progress)
+        try:
+            for future in as_completed(futures):
+                seed = futures[future]
+                try:
+                    results[seed] = future.result()
+                except Exception as exc:  # the seed's own log has the traceback
+                    raise RuntimeError(f"training seed {seed} failed: {exc} (see {out / f'seed-{seed}' / 'train.log'})") from exc
+                rates = "  ".join(f"{k} {v['success_rate']:.2f}" for k, v in results[seed]["closed_loop"].items())
+                bar.write(f"seed {seed}: {results[seed]['global_step']} steps, {results[seed]['wall_s']:.0f} s; "
+                          f"closed-loop success {rates}")
+                bar.update()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            bar.close()
+    return [results[seed] for seed in seeds]
+
+
+def spread(runs: Sequence[dict[str, Any]], figure: str = "success_rate") -> dict[str, dict[str, Any]]:
+    """Mean, population std, min and max over seeds of each closed-loop run's `figure`."""
+    import statistics
+
+    table = {}
+    for name in runs[0]["closed_loop"]:
+        values = [run["closed_loop"][name][figure] for run in runs]
+        table[name] = {"mean": statistics.mean(values), "std": statistics.pstdev(values), "min": min(values),
+                       "max": max(values), "per_seed": values}
+    return table

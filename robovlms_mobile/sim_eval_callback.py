@@ -77,7 +77,7 @@ class SimEvalCallback(Callback):
     def evaluate(self, pl_module: Any, step: int, epoch: int, loggers: list | None = None) -> dict[str, Any]:
         """One seeded closed-loop run of the module as it is now; training mode and RNG state restored."""
         from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-        from robovlms_mobile.eval.loading import inference_meta
+        from robovlms_mobile.checkpoint_meta import CheckpointMetadata
         from robovlms_mobile.eval.policy import InProcessPolicy
         from robovlms_mobile.tb_logging import log_gif
 
@@ -85,7 +85,7 @@ class SimEvalCallback(Callback):
         gif_dir = self.output_dir / "sim_eval_gifs" / f"epoch{epoch:03d}"
         try:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
-                policy = InProcessPolicy(pl_module, inference_meta(pl_module.configs))
+                policy = InProcessPolicy(pl_module, CheckpointMetadata.from_config(pl_module.configs))
                 result = evaluate_closed_loop(policy, self.scenarios, self.episodes, seed=self.seed, frame_size=self.frame_size,
                                               gif_dir=gif_dir, gifs=self.gifs)
         finally:

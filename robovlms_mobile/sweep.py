@@ -13,12 +13,14 @@ import csv
 import itertools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm import tqdm
 
 from robovlms_mobile.config import ConfigError, load_config, validate_config
 
+SEED_COLUMNS = ("success_rate", "success_std", "blanked_success_rate", "blanked_success_std", "untrained_success_rate",
+                "collision_rate", "wrong_side_rate")
 COLUMNS = ("val_loss", "mae_linear_x", "mae_linear_y", "sign_agreement_linear_y", "instruction_sensitivity_linear_y",
            "success_rate", "collision_rate", "wrong_side_rate")
 
@@ -40,16 +42,14 @@ def parse_set(item: str) -> tuple[str, list[Any]]:
 
 
 def set_key(config: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set `a.b.c` in a nested config; every parent must exist (typos are errors naming the key)."""
+    """Set `a.b.c` in a nested config; every parent must exist, and the leaf must be a key the schema knows
+    (`grid` validates every combination, so a typo is an error naming the key)."""
     *parents, leaf = dotted.split(".")
     node = config
     for i, part in enumerate(parents):
         if not isinstance(node.get(part), dict):
             raise ConfigError(f"--set {dotted}: '{'.'.join(parents[: i + 1])}' is not a section of the config")
         node = node[part]
-    if leaf not in node and parents:
-        known = sorted(node)
-        raise ConfigError(f"--set {dotted}: no key '{leaf}' in '{'.'.join(parents)}' (has {known})")
     node[leaf] = value
 
 
@@ -69,39 +69,70 @@ def grid(base: dict[str, Any], sets: list[tuple[str, list[Any]]]) -> list[tuple[
 
 def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output_dir: str | Path, *, max_steps: int | None = None,
               max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = (144, 256),
-              progress: bool = True) -> list[dict[str, Any]]:
-    """Train + evaluate every combination; returns the table rows (also written to disk)."""
-    from robovlms_mobile.experiment import train_and_evaluate
+              seeds: Sequence[int] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Train + evaluate every combination; returns the table rows (also written to disk).
+
+    With `seeds`, each combination trains once per seed (side by side, `experiment.run_seeds`) and its row
+    holds the closed-loop means and spreads over the seeds (trained, instruction blanked, untrained) instead
+    of the offline figures.
+    """
+    from robovlms_mobile.experiment import run_seeds, spread, train_and_evaluate
 
     base = load_config(base_config)
     runs = grid(base, sets)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    keys = [key for key, _ in sets]
     for name, overrides, config in tqdm(runs, desc="sweep", disable=not progress):
         run_dir = out / name
-        run = train_and_evaluate(config, run_dir, episodes=episodes, frame_size=frame_size, scenarios=scenarios,
-                                 max_steps=max_steps, max_epochs=max_epochs, offline=True, progress=False)
-        result, offline, closed = run["train"], run["offline"], run["closed_loop"]["trained"]
-        (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
-        (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
-        history = next((cb.history for cb in result["trainer"].callbacks if hasattr(cb, "history")), [])
-        val_loss = history[-1]["val_loss"] if history else result["metrics"].get("val_loss")
-        row = {"run": name, **overrides, "steps": result["global_step"], "val_loss": val_loss,
-               **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
-        rows.append(row)
-        write_tables(rows, [key for key, _ in sets], out)  # after every run: a killed sweep keeps its finished rows
-    plot_sweep(rows, out)
+        if seeds:
+            seed_runs = run_seeds(config, run_dir, seeds, episodes=episodes, frame_size=frame_size, scenarios=scenarios,
+                                  max_steps=max_steps, max_epochs=max_epochs, ablations=True, progress=False)
+            rows.append(_seeds_row(name, overrides, seed_runs))
+        else:
+            run = train_and_evaluate(config, run_dir, episodes=episodes, frame_size=frame_size, scenarios=scenarios,
+                                     max_steps=max_steps, max_epochs=max_epochs, offline=True, progress=False)
+            rows.append(_single_row(name, overrides, run, run_dir))
+        write_tables(rows, keys, out, SEED_COLUMNS if seeds else COLUMNS)  # after every run: a killed sweep keeps its rows
+    if not seeds:
+        plot_sweep(rows, out)
     return rows
+
+
+def _single_row(name: str, overrides: dict[str, Any], run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    result, offline, closed = run["train"], run["offline"], run["closed_loop"]["trained"]
+    (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
+    (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
+    history = next((cb.history for cb in result["trainer"].callbacks if hasattr(cb, "history")), [])
+    val_loss = history[-1]["val_loss"] if history else result["metrics"].get("val_loss")
+    return {"run": name, **overrides, "steps": result["global_step"], "val_loss": val_loss,
+            **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
+
+
+def _seeds_row(name: str, overrides: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any]:
+    import statistics
+
+    success = spread(seed_runs)
+    trained = [run["closed_loop"]["trained"] for run in seed_runs]
+    return {"run": name, **overrides, "seeds": " ".join(str(run["seed"]) for run in seed_runs),
+            "steps": seed_runs[0]["global_step"],
+            "success_rate": success["trained"]["mean"], "success_std": success["trained"]["std"],
+            "blanked_success_rate": success["instruction_blanked"]["mean"],
+            "blanked_success_std": success["instruction_blanked"]["std"],
+            "untrained_success_rate": success["untrained"]["mean"],
+            "collision_rate": statistics.mean(t["collision_rate"] for t in trained),
+            "wrong_side_rate": statistics.mean(t["wrong_side_rate"] for t in trained)}
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
 
 
-def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path) -> tuple[Path, Path]:
+def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path,
+                 columns: Sequence[str] = COLUMNS) -> tuple[Path, Path]:
     """results.csv and results.md (one row per run)."""
-    header = ["run", *keys, "steps", *COLUMNS]
+    header = ["run", *keys, *(["seeds"] if columns is SEED_COLUMNS else []), "steps", *columns]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         writer.writeheader()
@@ -128,7 +159,8 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path) -> list[Path]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     sets = [parse_set(s) for s in args.set]
     rows = run_sweep(args.base_config, sets, args.output_dir, max_steps=args.max_steps, max_epochs=args.max_epochs,
-                     episodes=args.episodes, scenarios=args.scenarios, frame_size=args.frame_size, progress=not args.no_progress)
+                     episodes=args.episodes, scenarios=args.scenarios, frame_size=args.frame_size, seeds=args.seeds,
+                     progress=not args.no_progress)
     print((Path(args.output_dir) / "results.md").read_text())
     print(json.dumps({"runs": len(rows), "results": str(Path(args.output_dir) / "results.csv")}))
     return 0
@@ -136,7 +168,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
-    from robovlms_mobile.cli.options import frame_size
+    from robovlms_mobile.cli.options import frame_size, positive_int, seed_list
     from robovlms_mobile.sim.cli import scenario_arg
 
     p = subparsers.add_parser("sweep", help="train and evaluate a grid of config values",
@@ -146,9 +178,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
                    help="dotted config key and comma-separated values, e.g. train_setup.lora_r=8,16,32 (repeatable)")
     p.add_argument("--output-dir", default="runs/sweep", help="one folder per run plus the tables (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, help="override trainer.max_steps for every run")
-    p.add_argument("--max-epochs", type=int, help="override trainer.max_epochs for every run")
-    p.add_argument("--episodes", type=int, default=2, help="closed-loop worlds per scenario (default: %(default)s)")
+    p.add_argument("--max-steps", type=positive_int, help="override trainer.max_steps for every run")
+    p.add_argument("--max-epochs", type=positive_int, help="override trainer.max_epochs for every run")
+    p.add_argument("--seeds", type=seed_list, help="train each combination once per seed (side by side) and tabulate "
+                   "the closed-loop mean and std over them, with the instruction blanked and untrained (no offline columns)")
+    p.add_argument("--episodes", type=positive_int, default=2, help="closed-loop worlds per scenario (default: %(default)s)")
     p.add_argument("--scenarios", type=scenario_arg, nargs="+", help="closed-loop scenarios (default: the 12 standard ones)")
     p.add_argument("--frame-size", type=frame_size, default=(144, 256), help="closed-loop camera HxW (default: 144x256)")
     p.add_argument("--no-progress", action="store_true")

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import run_command
-from robovlms_mobile.cli.options import OneLineParser, add_progress_option, frame_size, positive_int
+from robovlms_mobile.cli.options import OneLineParser, add_progress_option, frame_size, positive_int, seed_list
+from robovlms_mobile.demo import DEMO_SEEDS
 from robovlms_mobile.data.cli import add_parser as add_data_parser
 from robovlms_mobile.serve.cli import add_parser as add_drive_parsers
 
@@ -33,7 +34,7 @@ def _cmd_rehearse(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from robovlms_mobile.demo import run_demo
 
-    run_demo(args.config, max_steps=args.max_steps, progress=not args.no_progress)
+    run_demo(args.config, max_steps=args.max_steps, progress=not args.no_progress, seeds=args.seeds)
     return 0
 
 
@@ -98,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the embedded default: episodes + pretrained tiny model, LoRA, closed loop",
                        description="Simulate expert episodes, get the pretrained tiny Kosmos-2 (cached), train LoRA on CPU, "
-                                   "drive 24 held-out episodes: success trained / instruction blanked / untrained, per-part times.")
+                                   "drive 24 held-out episodes: success trained / instruction blanked / untrained as mean ± std over the "
+                                   "training seeds (trained side by side), per-part times.")
     p.add_argument("--config", default="configs/tiny_cpu.json", help="demo config (default: %(default)s)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps")
+    p.add_argument("--seeds", type=seed_list, default=DEMO_SEEDS,
+                   help=f"training seeds, comma-separated (default: {','.join(map(str, DEMO_SEEDS))})")
     add_progress_option(p)
     p.set_defaults(func=_cmd_demo)
 

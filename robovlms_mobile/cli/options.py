@@ -71,6 +71,17 @@ def frame_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """`0,1,2` -> (0, 1, 2): distinct integers >= 0."""
+    try:
+        seeds = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2, got {text!r}") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct integers >= 0, got {text!r}")
+    return seeds
+
+
 # ---- option groups ----------------------------------------------------------------------------
 def add_progress_option(p: argparse.ArgumentParser) -> None:
     """`--no-progress`."""

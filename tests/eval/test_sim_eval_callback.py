@@ -54,3 +54,16 @@ def test_bad_sim_eval_section_is_one_clear_error(base_config, section, match):
     cfg = dict(base_config, sim_eval=section)
     with pytest.raises(ConfigError, match=match):
         validate_config(cfg)
+
+
+def test_evaluate_drives_the_module_and_restores_its_mode(base_config, tiny_model_dir, sim_episodes, tmp_path):
+    """The fast check of the callback's one closed-loop run (the slow test above runs it inside training)."""
+    from robovlms_mobile.runtime.loader import build_module
+    from robovlms_mobile.sim_eval_callback import SimEvalCallback
+
+    module = build_module(make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)).train()
+    callback = SimEvalCallback(tmp_path / "run", **SIM_EVAL)
+    figures = callback.evaluate(module, step=3, epoch=1)
+    assert figures["episodes"] == 1 and figures["epoch"] == 1 and figures["step"] == 3
+    assert 0.0 <= figures["success_rate"] <= 1.0 and sum(figures["reasons"].values()) == 1
+    assert figures["gifs"][0].endswith(".gif") and module.training

@@ -24,8 +24,11 @@ def test_parse_and_grid(base_config):
     assert [name for name, _, _ in runs] == ["lora_r-8_window_size-4", "lora_r-8_window_size-8",
                                              "lora_r-16_window_size-4", "lora_r-16_window_size-8"]
     assert runs[1][2]["train_setup"]["lora_r"] == 8 and runs[1][2]["window_size"] == 8
-    with pytest.raises(ConfigError, match="no key 'lora_rank' in 'train_setup'"):
-        set_key(dict(base_config), "train_setup.lora_rank", 3)
+    with pytest.raises(ConfigError, match="unknown key 'train_setup.lora_rank'"):
+        grid(base_config, [parse_set("train_setup.lora_rank=3")])
+    with pytest.raises(ConfigError, match="'trainr' is not a section"):
+        set_key(dict(base_config), "trainr.max_epochs", 3)
+    assert grid(base_config, [parse_set("act_head.huber_delta=0.1")])[0][2]["act_head"]["huber_delta"] == 0.1  # known, absent
     with pytest.raises(ConfigError, match="'window_size' = 0: expected a positive integer"):
         grid(base_config, [parse_set("window_size=0")])
     with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
