@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -67,23 +65,16 @@ def normalise_batch(rgb: torch.Tensor, out: torch.Tensor | None = None) -> torch
 
 
 def _normalise_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, S, S) -> `out` float32: convert (+ transpose, for a channels-last view), scale, shift, in place.
+    """uint8 (..., 3, S, S) -> `out` float32: convert (+ transpose, for a channels-last view) in one pass, then two in-place passes.
 
-    Three in-place passes (~4x faster than `x.float() * scale` on CPU; a single fused
-    `torch.addcmul(-bias, x, scale)` is slower there: its mixed-dtype path is not vectorised). On
-    CPU they run one frame at a time, so the three passes stay in cache (~10-15% faster for a
-    batch); on other devices on the whole tensor (one kernel each). The same operations on every
-    device give the same values.
+    ~4x faster than `x.float() * scale` on CPU; the same operations on every device give the same
+    values. Measured alternatives (benchmarks/loader.py, docs/realsize.md): one fused
+    `torch.addcmul(-bias, x, scale)` is slower on CPU (its mixed-dtype path is not vectorised);
+    the passes frame by frame (cache-resident) gain ~10% with one thread but are 2x slower with two
+    threads on a loaded machine. Most of the CPU cost is the fresh output's page faults (`out`).
     """
-    scale, bias = _SCALE.to(out.device), _BIAS.to(out.device)  # `.to`: no copy on the same device
-    if out.device.type != "cpu":
-        out.copy_(x)
-        return out.mul_(scale).sub_(bias)
-    for index in itertools.product(*map(range, x.shape[:-3])):  # every frame (..., 3, S, S): views, no copy
-        frame = out[index]
-        frame.copy_(x[index])
-        frame.mul_(scale).sub_(bias)
-    return out
+    out.copy_(x)
+    return out.mul_(_SCALE.to(out.device)).sub_(_BIAS.to(out.device))  # `.to`: no copy on the same device
 
 
 def preprocess_frames(frames_rgb: np.ndarray | torch.Tensor, image_size: int) -> torch.Tensor:

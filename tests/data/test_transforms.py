@@ -1,4 +1,4 @@
-"""`normalise_batch`: the CLIP formula on any strides, frame by frame on CPU, into a caller's buffer when given."""
+"""`normalise_batch`: the CLIP formula on any strides, the same values per item and per batch, into a caller's buffer when given."""
 
 from __future__ import annotations
 
