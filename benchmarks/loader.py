@@ -7,19 +7,32 @@
 (4) JPEG against raw storage: the same frames as V5 files, once raw (gzip arrays) and once as the V5
     collector's JPEG bytes (q90), both read uncached (`jpeg_over_raw`).
 All draw the same seeded windows (with replacement) and use the same collate (the dataset
-collater's `rgb` and `actions`; tokenisation is left out, it is the same for all). The dataset's
-batches cross the DataLoader as uint8 and are normalised in the main process, where the batch is
-consumed (`normalise_batch`, as MobileVLATrainer does), inside the timing; the naive reader's are
-float already. Timing starts after the first batch, so worker start-up is excluded. The files
-sit in the OS page cache (just written): this measures decompression and resizing, not the disk.
-`cached_over_naive` counts the normalisation on this CPU; `delivered_over_naive` is the rate at which the
-DataLoader hands over cached uint8 batches (what a GPU step, which normalises on the device, waits for).
-Last line: `uncached_over_naive=... cached_over_naive=... delivered_over_naive=... jpeg_over_raw=...`
+collater's `rgb` and `actions`; tokenisation is left out, it is the same for all). Timing starts
+after the first batch, so worker start-up is excluded. The files sit in the OS page cache (just
+written): this measures decompression and resizing, not the disk.
+
+The dataset's batches cross the DataLoader as uint8 (upstream's batch keys and shapes, a quarter
+of the bytes) and are normalised where the batch is consumed: MobileVLATrainer calls
+`normalise_batch` after moving the batch to its device, on the GPU in a real run. So the
+headline `cached_over_naive` is the rate at which the DataLoader delivers cached uint8 batches
+(what the trainer consumes) over the naive reader's float batches; `cached_normalised_on_cpu_over_naive`
+also normalises each batch in this (main) process on this CPU, inside the timing, as a CPU-only
+consumer would. Uncached and V5 figures are normalised on the CPU too (the reading dominates).
+`normalise_batch` itself is timed side by side on one (8, 8, 3, 224, 224) batch with 1 and 2
+threads: into a fresh output (as the trainer calls it), the same passes frame by frame
+(cache-resident), into a reused buffer (`out=`), and fresh in a child process started with
+torch's `THP_MEM_ALLOC_ENABLE=1` (transparent huge pages for large CPU allocations).
+Last line: `uncached_over_naive=... cached_over_naive=... cached_normalised_on_cpu_over_naive=... jpeg_over_raw=...`
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +48,7 @@ from robovlms_mobile.data.episode import check_episode
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.synthetic import generate_episodes
 from robovlms_mobile.data.writers import write_episode_v5
-from robovlms_mobile.data.transforms import normalise_batch, normalise_frames
+from robovlms_mobile.data.transforms import _BIAS, _SCALE, normalise_batch, normalise_frames
 
 WINDOW, CHUNK, SIZE, BATCH, WORKERS = 8, 10, 224, 8, 2
 
@@ -104,6 +117,45 @@ def v5_copies(v4_dir: Path, out: Path, storage: str) -> None:
         write_episode_v5(out / path.name, frames, actions, instruction=ep.instruction, attrs=attrs, storage=storage)
 
 
+def per_frame_normalise(rgb: torch.Tensor) -> torch.Tensor:
+    """The same three in-place passes one frame at a time, so each stays in cache (measured, not adopted)."""
+    out = torch.empty(rgb.shape, dtype=torch.float32)
+    for b in range(rgb.shape[0]):
+        for w in range(rgb.shape[1]):
+            out[b, w].copy_(rgb[b, w])
+            out[b, w].mul_(_SCALE).sub_(_BIAS)
+    return out
+
+
+def normalise_timings(repeats: int = 15) -> dict[str, float]:
+    """Median ms per (8, 8, 3, 224, 224) uint8 batch, with 1 and 2 threads: normalise_batch, per frame, reused buffer."""
+    threads = torch.get_num_threads()
+    rgb = torch.randint(0, 256, (BATCH, WINDOW, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    buffer = torch.empty(rgb.shape)
+    variants = {"fresh": normalise_batch, "per_frame": per_frame_normalise,
+                "reused_buffer": lambda x: normalise_batch(x, out=buffer)}
+    assert all(torch.equal(f(rgb), normalise_batch(rgb)) for f in variants.values())  # identical values
+    out = {}
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for _ in range(repeats):  # interleaved, so machine noise hits all alike
+            for name, f in variants.items():
+                start = time.perf_counter()
+                f(rgb)
+                times[name].append((time.perf_counter() - start) * 1e3)
+        out.update({f"{k}_{n}": statistics.median(v) for k, v in times.items()})
+    torch.set_num_threads(threads)
+    return out
+
+
+def normalise_timings_with_thp() -> dict[str, float] | None:
+    """`normalise_timings` in a child process started with THP_MEM_ALLOC_ENABLE=1 (read once, at torch's first allocation)."""
+    proc = subprocess.run([sys.executable, __file__, "--normalise-only"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "THP_MEM_ALLOC_ENABLE": "1"})
+    return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=6)
@@ -111,7 +163,11 @@ def main() -> None:
     parser.add_argument("--uncached-windows", type=int, default=160)
     parser.add_argument("--cached-windows", type=int, default=3200)
     parser.add_argument("--v5-windows", type=int, default=160)
+    parser.add_argument("--normalise-only", action="store_true", help="print normalise_batch's timings as JSON and stop")
     args = parser.parse_args()
+    if args.normalise_only:
+        print(json.dumps(normalise_timings()))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "episodes"
         t = time.perf_counter()
@@ -129,18 +185,25 @@ def main() -> None:
         print("ms per window in one process, one thread: naive {:.1f}, uncached {:.1f}, cached {:.2f}".format(*one))
         naive = windows_per_second(NaiveWindows(uncached), args.naive_windows)
         plain = windows_per_second(uncached, args.uncached_windows)
-        fast = windows_per_second(cached, args.cached_windows)
         delivered = windows_per_second(cached, args.cached_windows, consume=False)
+        on_cpu = windows_per_second(cached, args.cached_windows)
         print(f"windows/s, {WORKERS} workers, batch {BATCH}, window {WINDOW}, {SIZE}px: naive {naive:.1f}, "
-              f"uncached {plain:.1f}, cached {fast:.1f} (uint8 batches delivered, not normalised: {delivered:.1f})")
+              f"uncached {plain:.1f}, cached {delivered:.1f} (uint8 batches as the DataLoader delivers them; "
+              f"normalised in this process on this CPU: {on_cpu:.1f})")
+        ms, thp = normalise_timings(), normalise_timings_with_thp()
+        for n in (1, 2):
+            print(f"normalise_batch, one ({BATCH}, {WINDOW}, 3, {SIZE}, {SIZE}) uint8 batch, {n} thread(s), median ms: "
+                  f"fresh output {ms[f'fresh_{n}']:.1f}, per frame {ms[f'per_frame_{n}']:.1f}, into a reused buffer "
+                  f"{ms[f'reused_buffer_{n}']:.1f}" + (f"; THP_MEM_ALLOC_ENABLE=1: fresh output {thp[f'fresh_{n}']:.1f}"
+                                                      if thp else ""))
         v5 = {}
         for storage in ("raw", "jpeg"):
             v5_copies(data, Path(tmp) / f"v5-{storage}", storage)
             size_mb = sum(p.stat().st_size for p in (Path(tmp) / f"v5-{storage}").iterdir()) / 2**20
             v5[storage] = windows_per_second(MobileVLAH5Dataset(str(Path(tmp) / f"v5-{storage}"), **kw), args.v5_windows)
             print(f"V5 {storage}: {size_mb:.1f} MB, uncached windows/s {v5[storage]:.1f}")
-        print(f"uncached_over_naive={plain / naive:.2f} cached_over_naive={fast / naive:.1f} "
-              f"delivered_over_naive={delivered / naive:.1f} jpeg_over_raw={v5['jpeg'] / v5['raw']:.2f}")
+        print(f"uncached_over_naive={plain / naive:.2f} cached_over_naive={delivered / naive:.1f} "
+              f"cached_normalised_on_cpu_over_naive={on_cpu / naive:.1f} jpeg_over_raw={v5['jpeg'] / v5['raw']:.2f}")
 
 
 if __name__ == "__main__":

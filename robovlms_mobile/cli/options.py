@@ -9,6 +9,7 @@ import os
 API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot client read this one
 STRATEGIES = ("receding", "reuse", "ensemble")
+DTYPES = ("fp32", "bf16", "int8")  # runtime.precision's, repeated so `--help` imports no torch (tested equal)
 DEFAULT_ENSEMBLE_DECAY = 0.01  # runtime.chunking's default, repeated so `--help` imports no numpy (tested equal)
 
 
@@ -89,10 +90,19 @@ def add_progress_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """`--base-model-dir` and `--device`: where the frozen backbone comes from and where the model runs."""
+    """`--base-model-dir`, `--device` and `--dtype`: where the frozen backbone comes from, where and how the model runs."""
     p.add_argument("--base-model-dir", help="the Kosmos-2 folder the checkpoint was trained on (default: the model "
                                             "folder named in the checkpoint, checked like any local folder)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    add_dtype_option(p)
+
+
+def add_dtype_option(p: argparse.ArgumentParser) -> None:
+    """`--dtype`: the inference precision of a checkpoint loaded in this process."""
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
+                   help="inference precision: fp32 = as trained; bf16 = weights in bfloat16 + autocast (half the "
+                        "memory); int8 = dynamic int8 on every Linear layer except the LoRA adapters (CPU only) "
+                        "(default: %(default)s)")
 
 
 def add_strategy_options(p: argparse.ArgumentParser) -> None:

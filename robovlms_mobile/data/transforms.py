@@ -43,24 +43,35 @@ def normalise_frames(frames_rgb: np.ndarray | torch.Tensor, out: torch.Tensor | 
     return _normalise_into(x, out)
 
 
-def normalise_batch(rgb: torch.Tensor) -> torch.Tensor:
+def normalise_batch(rgb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """A batch's `rgb` as the model takes it: uint8 frames (..., 3, S, S), any strides and device, CLIP-normalised
     to contiguous float32 on that device; a float `rgb` (normalised already) is returned as is.
 
     The collater moves uint8 frames (a quarter of the bytes); whoever consumes the batch calls this
     once, after moving it to its device. The dtype says whether it was done, so it happens exactly once.
+    `out`: a contiguous float32 tensor of the same shape and device to write into (a buffer reused
+    across steps skips the page faults of a fresh one, most of the cost on CPU: benchmarks/loader.py).
     """
     if rgb.is_floating_point():
         return rgb
     if rgb.dtype != torch.uint8 or rgb.ndim < 3 or rgb.shape[-3] != 3:
         raise ValueError(f"batch 'rgb' must be uint8 (..., 3, S, S) frames or normalised float, got {rgb.dtype} {tuple(rgb.shape)}")
-    return _normalise_into(rgb, torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device))
+    if out is None:
+        out = torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device)
+    elif out.shape != rgb.shape or out.dtype != torch.float32 or out.device != rgb.device or not out.is_contiguous():
+        raise ValueError(f"normalise_batch out must be contiguous float32 {tuple(rgb.shape)} on {rgb.device}, "
+                         f"got {out.dtype} {tuple(out.shape)} on {out.device}")
+    return _normalise_into(rgb, out)
 
 
 def _normalise_into(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """uint8 (..., 3, S, S) -> `out` float32: convert (+ transpose, for a channels-last view) in one pass, then two in-place passes.
 
-    ~4x faster than `x.float() * scale` on CPU; the same operations on every device give the same values.
+    ~4x faster than `x.float() * scale` on CPU; the same operations on every device give the same
+    values. Measured alternatives (benchmarks/loader.py, docs/realsize.md): one fused
+    `torch.addcmul(-bias, x, scale)` is slower on CPU (its mixed-dtype path is not vectorised);
+    the passes frame by frame (cache-resident) gain ~10% with one thread but are 2x slower with two
+    threads on a loaded machine. Most of the CPU cost is the fresh output's page faults (`out`).
     """
     out.copy_(x)
     return out.mul_(_SCALE.to(out.device)).sub_(_BIAS.to(out.device))  # `.to`: no copy on the same device

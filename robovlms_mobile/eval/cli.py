@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import (add_client_options, add_progress_option, frame_size, positive_float,
-                                         positive_int, nonnegative_int)
+from robovlms_mobile.cli.options import (add_client_options, add_dtype_option, add_progress_option, frame_size,
+                                         positive_float, positive_int, nonnegative_int)
 from robovlms_mobile.sim.cli import scenario_arg
 
 
@@ -25,7 +25,7 @@ def _cmd_offline(args: argparse.Namespace) -> int:
     from robovlms_mobile.eval.plots import plot_offline
     from robovlms_mobile.runtime.loader import load_for_inference
 
-    module, meta = load_for_inference(args.checkpoint, args.base_model_dir)
+    module, meta = load_for_inference(args.checkpoint, args.base_model_dir, dtype=args.dtype)
     dataset = evaluation_windows(module, meta, args.data, split=args.split, val_ratio=args.val_ratio,
                                  split_seed=args.split_seed)
     report = offline_report(module, dataset, meta, batch_size=args.batch_size, progress=not args.no_progress)
@@ -48,13 +48,16 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.server is None):
         raise UsageError("give a checkpoint or --server URL (one of them)")
+    if args.server and args.dtype != "fp32":
+        raise UsageError("--dtype applies to a checkpoint loaded in this process, not to --server (the server has its own)")
     if args.server and args.blank_instruction:
         raise UsageError("--blank-instruction needs an in-process checkpoint "
                          "(the server refuses an empty instruction)")
     if args.server:
         policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
     else:
-        policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps)
+        policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps,
+                                                 dtype=args.dtype)
     if args.blank_instruction:
         policy = BlankInstruction(policy)
     out = _out_dir(args, "closed_loop")
@@ -67,7 +70,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(exc)) from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
-                        "blank_instruction": args.blank_instruction,
+                        "blank_instruction": args.blank_instruction, "dtype": None if args.server else args.dtype,
                         "chunk_steps": args.chunk_steps}
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
@@ -94,6 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--batch-size", type=positive_int, default=8)
     o.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_offline)")
     o.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    add_dtype_option(o)
     add_progress_option(o)
     o.set_defaults(func=_cmd_offline)
 
@@ -116,5 +120,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")
     c.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_closed_loop)")
     c.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    add_dtype_option(c)
     add_progress_option(c)
     c.set_defaults(func=_cmd_closed_loop)

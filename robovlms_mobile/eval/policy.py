@@ -36,11 +36,12 @@ class InProcessPolicy:
         self.episode = self.runtime.new_episode()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1) -> InProcessPolicy:
+    def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1,
+                        dtype: str = "fp32") -> InProcessPolicy:
         """Load a plugin checkpoint through the one guarded loader (backbone from `base_model_dir` or the one it names)."""
         from robovlms_mobile.runtime.loader import load_for_inference
 
-        module, meta = load_for_inference(path, base_model_dir)
+        module, meta = load_for_inference(path, base_model_dir, dtype=dtype)
         return cls(module, meta, chunk_steps)
 
     @classmethod

@@ -139,4 +139,4 @@ def _source(args: argparse.Namespace):
     strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
     device = resolve_device(args.device)
     return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
-                                                           strategy=strategy, device=device))
+                                                           strategy=strategy, device=device, dtype=args.dtype))

@@ -4,7 +4,8 @@
 errors), turns its `mobile_vla` entry into a `CheckpointMetadata` (stored config whitelisted, the
 backbone folder checked: `checkpoint_meta.py`), checks the weights against the recorded chunk,
 builds `MobileVLATrainer` through the guarded backbone builders (`model/model_folder.py`: no
-remote code, no upstream tokenizer fallback) and loads the trained tensors strictly.
+remote code, no upstream tokenizer fallback), loads the trained tensors strictly and converts the
+module to the requested inference precision (`runtime/precision.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from robovlms_mobile.checkpoint import CheckpointError, load_checkpoint
 from robovlms_mobile.checkpoint_meta import TRAINER_TYPE, CheckpointMetadata
 from robovlms_mobile.model.model_folder import BaseModelError, check_model_folder
+from robovlms_mobile.runtime.precision import apply_precision, check_dtype
 from robovlms_mobile.task import ACTION_DIM
 
 __all__ = ["BaseModelError", "CheckpointMetadata", "TRAINER_TYPE", "build_module", "check_model_folder",
@@ -53,12 +55,14 @@ def build_module(config: dict[str, Any], *, quiet: bool = True) -> Any:
 
 
 def load_for_inference(path: str | Path, base_model_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu") -> tuple[Any, CheckpointMetadata]:
-    """(MobileVLATrainer in eval mode on `device`, its CheckpointMetadata) from a plugin checkpoint.
+                       device: str | torch.device = "cpu", dtype: str = "fp32") -> tuple[Any, CheckpointMetadata]:
+    """(MobileVLATrainer in eval mode on `device` in `dtype`, its CheckpointMetadata) from a plugin checkpoint.
 
     `base_model_dir`: the Kosmos-2 folder to read the frozen backbone and tokenizer from; without it
-    the folder the checkpoint names is used, after the same checks.
+    the folder the checkpoint names is used, after the same checks. `dtype`: fp32 (as trained),
+    bf16 or int8 (CPU only), see `runtime/precision.py`; checked before anything is read.
     """
+    check_dtype(dtype, device)
     ckpt = load_checkpoint(path)
     meta = CheckpointMetadata.from_checkpoint(ckpt, path, base_model_dir)
     check_head_weights(ckpt["state_dict"], meta)
@@ -66,4 +70,6 @@ def load_for_inference(path: str | Path, base_model_dir: str | Path | None = Non
     module.load_state_dict(ckpt["state_dict"], strict=True)
     module.requires_grad_(False)
     module.eval().to(device)
+    if dtype != "fp32":
+        apply_precision(module, dtype, device)
     return module, meta

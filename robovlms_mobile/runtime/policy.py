@@ -25,6 +25,7 @@ from robovlms_mobile.checkpoint_meta import CheckpointMetadata
 from robovlms_mobile.data.prompt import encode_prompts, format_prompt
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.runtime.chunking import ChunkStrategy, StrategySpec
+from robovlms_mobile.runtime.precision import precision_of
 from robovlms_mobile.task import ACTION_AXES, MAX_INSTRUCTION_CHARS, check_instruction
 
 # MAX_INSTRUCTION_CHARS is re-exported: serve/app.py imports it from here
@@ -92,11 +93,14 @@ class MobileVLAPolicy:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, *,
-                        strategy: StrategySpec | None = None, device: str = "cpu") -> "MobileVLAPolicy":
-        """Load a plugin checkpoint through the one guarded loader; the backbone comes from `base_model_dir`."""
+                        strategy: StrategySpec | None = None, device: str = "cpu", dtype: str = "fp32") -> "MobileVLAPolicy":
+        """Load a plugin checkpoint through the one guarded loader; the backbone comes from `base_model_dir`.
+
+        `dtype`: the inference precision, fp32, bf16 or int8 (CPU only): see `runtime/precision.py`.
+        """
         from robovlms_mobile.runtime.loader import load_for_inference
 
-        module, meta = load_for_inference(path, base_model_dir, device=device)
+        module, meta = load_for_inference(path, base_model_dir, device=device, dtype=dtype)
         return cls(module, max_speed=meta.max_speed, prompt_template=meta.prompt_template, strategy=strategy,
                    source=str(path), metadata=meta)
 
@@ -104,6 +108,11 @@ class MobileVLAPolicy:
     def device(self) -> torch.device:
         """Where the model runs."""
         return self.module.device
+
+    @property
+    def dtype(self) -> str:
+        """The model's inference precision: fp32, bf16 or int8."""
+        return precision_of(self.module)
 
     def new_episode(self) -> EpisodeState:
         """Fresh per-episode state (window, prompt, chunk strategy)."""
@@ -173,6 +182,7 @@ class MobileVLAPolicy:
         return {"checkpoint": Path(self.source).name, "window_size": self.window_size, "chunk_size": self.chunk_size,
                 "image_size": self.image_size, "axes": self.axes, "max_speed": self.max_speed,
                 "prompt_template": self.prompt_template, "strategy": self.strategy.describe(), "device": str(self.device),
+                "dtype": self.dtype,
                 "instructions": list(self.metadata.instructions) if self.metadata and self.metadata.instructions else None}
 
 

@@ -69,7 +69,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"robovlms-mobile serve: warning: listening on {args.host} without an API key (set ${API_KEY_ENV})", file=sys.stderr)
     known = "not recorded in the checkpoint" if trained is None else f"{len(trained)} trained"
     print(f"robovlms-mobile serve: {args.checkpoint} on http://{args.host}:{args.port} "
-          f"(strategy {strategy.describe()}, device {policy.device}, API key {'on' if settings.api_key else 'off'}, "
+          f"(strategy {strategy.describe()}, device {policy.device}, dtype {policy.dtype}, API key {'on' if settings.api_key else 'off'}, "
           f"instructions {known}, {len(mapping)} mapped)", flush=True)
     uvicorn.run(create_app(policy, settings, book), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, server_header=False)
@@ -109,5 +109,5 @@ def _load_policy(args: argparse.Namespace, strategy: object):
     from robovlms_mobile.serve.instructions import trained_instructions
 
     policy = MobileVLAPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, strategy=strategy,
-                                             device=resolve_device(args.device))
+                                             device=resolve_device(args.device), dtype=args.dtype)
     return policy, trained_instructions(policy.metadata)
