@@ -78,6 +78,8 @@ class MobileVLATrainer(BaseTrainer):
             adapted = apply_lora(model.backbone, wanted["train_setup"])
             # as upstream after get_peft_model: the word embedding trains on top of LoRA when asked
             model.word_embedding.requires_grad_(bool(wanted["train_setup"].get("train_text_embedding", False)))
+            # upstream's get_peft_model would leave only adapters trainable: `train_vision: true` is honoured here
+            model.vision_tower.requires_grad_(bool(wanted["train_setup"].get("train_vision", False)))
             self._main_rank_print(f"LoRA on {len(adapted)} Kosmos-2 text attention projections")
         set_gradient_checkpointing(model.backbone, bool(wanted["train_setup"].get("gradient_checkpointing", False)))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

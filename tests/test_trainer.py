@@ -47,6 +47,14 @@ def test_lora_keeps_the_word_embedding_trainable_when_asked(tiny_config):
     assert any(".lora_" in n for n in trainable) and not any("vision_model" in n for n in trainable)
 
 
+def test_lora_keeps_the_vision_encoder_trainable_when_asked(tiny_config):
+    tiny_config["train_setup"]["train_vision"] = True  # get_peft_model alone would freeze it
+    named = dict(MobileVLATrainer(tiny_config).named_parameters())
+    vision = [p for n, p in named.items() if ".vision_model." in n]
+    assert vision and all(p.requires_grad for p in vision)
+    assert not any(p.requires_grad for n, p in named.items() if "image_to_text_projection" in n or ".self_attn.k_proj.base_layer" in n)
+
+
 def test_process_batch_has_no_gripper_split(module, tiny_config):
     batch = next(iter(build_datamodule(tiny_config, module).train_dataloader()))
     out = module._process_batch(batch)
