@@ -10,13 +10,14 @@ from typing import Any, Callable, Sequence
 def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episodes: int, frame_size: tuple[int, int],
                        scenarios: Sequence[Any] | None = None, max_steps: int | None = None, max_epochs: int | None = None,
                        offline: bool = False, ablations: bool = False, gifs: int = 0,
-                       progress: bool = True,
+                       progress: bool = True, callbacks: list | None = None,
                        timer: Callable[[str], AbstractContextManager] | None = None) -> dict[str, Any]:
     """Train `config` through the launcher, then drive held-out simulator worlds in closed loop.
 
     Returns `train` (the launcher's result), `module`, `meta`, `closed_loop` ({"trained": report} plus,
     with `ablations`, "instruction_blanked" and "untrained") and `offline` (validation report or None).
-    `timer(name)` wraps the parts "train" and "closed_loop" (e.g. to print their times).
+    `timer(name)` wraps the parts "train" and "closed_loop" (e.g. to print their times); `callbacks` are
+    extra Lightning callbacks for the training.
     """
     import torch
 
@@ -30,7 +31,8 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     timer = timer or (lambda name: nullcontext())
     output_dir = Path(output_dir)
     with timer("train"):
-        result = train(config, output_dir=output_dir, max_steps=max_steps, max_epochs=max_epochs, progress=progress)
+        result = train(config, output_dir=output_dir, max_steps=max_steps, max_epochs=max_epochs, progress=progress,
+                       callbacks=callbacks)
     module = result["model"].eval()
     meta = CheckpointMetadata.from_config(module.configs)
     policy = InProcessPolicy(module, meta)
@@ -46,6 +48,26 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
                                                        frame_size=frame_size)
     return {"train": result, "module": module, "meta": meta, "closed_loop": closed,
             "offline": validation_report(module, meta) if offline else None}
+
+
+def _step_file(path: Path) -> Any:
+    """A Lightning callback writing `<global step> <total steps>` to `path` (a parent's progress bar reads it)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class StepFile(Callback):
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.global_step % 5 == 0:
+                path.write_text(f"{trainer.global_step} {int(trainer.estimated_stepping_batches)}")
+
+    return StepFile()
+
+
+def _read_steps(path: Path) -> tuple[int, int]:
+    try:
+        done, total = (int(v) for v in path.read_text().split())
+        return done, total
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return 0, 0
 
 
 def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +88,7 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
     sys.stdout = sys.stderr = log
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    run = train_and_evaluate({**config, "seed": seed}, out, progress=False, **kwargs)
+    run = train_and_evaluate({**config, "seed": seed}, out, progress=False, callbacks=[_step_file(out / "progress")], **kwargs)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     history = next((cb.history for cb in run["train"]["trainer"].callbacks if hasattr(cb, "history")), [])
     summary = {"seed": seed, "global_step": run["train"]["global_step"], "epochs": history,
@@ -82,13 +104,14 @@ def run_seeds(config: dict[str, Any], output_dir: str | Path, seeds: Sequence[in
               progress: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
     """`train_and_evaluate` once per training seed, seeds in parallel worker processes (`<output_dir>/seed-<n>/`).
 
-    `kwargs` go to `train_and_evaluate` (episodes, frame_size, max_steps, ablations, gifs, ...). Each seed
-    is deterministic on CPU (see docs/results.md), so running them side by side changes no figure. Returns
-    one summary per seed, in the order of `seeds`.
+    `kwargs` go to `train_and_evaluate` (episodes, frame_size, max_steps, ablations, gifs, ...). A CPU run
+    is deterministic for a given seed and torch thread count (docs/results.md), so running seeds side by
+    side changes no figure; each worker gets `cpu_count // workers` threads (1 on this 2-core machine).
+    Returns one summary per seed, in the order of `seeds`.
     """
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from tqdm import tqdm
 
@@ -97,23 +120,30 @@ def run_seeds(config: dict[str, Any], output_dir: str | Path, seeds: Sequence[in
     threads = max(1, cpus // workers)
     out = Path(output_dir)
     results: dict[int, dict[str, Any]] = {}
+    for seed in seeds:  # a progress file left by an earlier run would show its steps
+        (out / f"seed-{seed}" / "progress").unlink(missing_ok=True)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_seed_job, config, seed, str(out / f"seed-{seed}"), threads,
                                {**kwargs, "gifs": kwargs.get("gifs", 0) if i == 0 else 0}): seed
                    for i, seed in enumerate(seeds)}
-        bar = tqdm(total=len(seeds), desc=f"training seeds ({workers} in parallel, logs in {out}/seed-*/train.log)",
+        bar = tqdm(total=0, unit="step", desc=f"training {len(seeds)} seeds ({workers} side by side; logs in {out}/seed-*/train.log)",
                    disable=not progress)
+        pending = set(futures)
         try:
-            for future in as_completed(futures):
-                seed = futures[future]
-                try:
-                    results[seed] = future.result()
-                except Exception as exc:  # the seed's own log has the traceback
-                    raise RuntimeError(f"training seed {seed} failed: {exc} (see {out / f'seed-{seed}' / 'train.log'})") from exc
-                rates = "  ".join(f"{k} {v['success_rate']:.2f}" for k, v in results[seed]["closed_loop"].items())
-                bar.write(f"seed {seed}: {results[seed]['global_step']} steps, {results[seed]['wall_s']:.0f} s; "
-                          f"closed-loop success {rates}")
-                bar.update()
+            while pending:
+                finished, pending = wait(pending, timeout=2, return_when=FIRST_COMPLETED)
+                steps = [_read_steps(out / f"seed-{seed}" / "progress") for seed in seeds]
+                bar.total, bar.n = max(bar.total, sum(t for _, t in steps)), sum(d for d, _ in steps)
+                bar.refresh()
+                for future in finished:
+                    seed = futures[future]
+                    try:
+                        results[seed] = future.result()
+                    except Exception as exc:  # the seed's own log has the traceback
+                        raise RuntimeError(f"training seed {seed} failed: {exc} (see {out / f'seed-{seed}' / 'train.log'})") from exc
+                    rates = "  ".join(f"{k} {v['success_rate']:.2f}" for k, v in results[seed]["closed_loop"].items())
+                    bar.write(f"seed {seed}: {results[seed]['global_step']} steps, {results[seed]['wall_s']:.0f} s; "
+                              f"closed-loop success {rates}")
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

@@ -76,7 +76,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
     holds the closed-loop means and spreads over the seeds (trained, instruction blanked, untrained) instead
     of the offline figures.
     """
-    from robovlms_mobile.experiment import run_seeds, spread, train_and_evaluate
+    from robovlms_mobile.experiment import run_seeds, train_and_evaluate
 
     base = load_config(base_config)
     runs = grid(base, sets)
@@ -112,6 +112,8 @@ def _single_row(name: str, overrides: dict[str, Any], run: dict[str, Any], run_d
 
 def _seeds_row(name: str, overrides: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any]:
     import statistics
+
+    from robovlms_mobile.experiment import spread
 
     success = spread(seed_runs)
     trained = [run["closed_loop"]["trained"] for run in seed_runs]

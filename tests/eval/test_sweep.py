@@ -70,3 +70,25 @@ def test_sweep_command_subprocess(base_config, tiny_model_dir, sim_episodes, tmp
                           "--output-dir", str(tmp_path / "sweep"), "--no-progress"], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     _check_sweep_outputs(tmp_path / "sweep", scenario_count=2)
+
+
+def test_sweep_with_seeds_trains_them_side_by_side(base_config, tiny_model_dir, sim_episodes, tmp_path, capsys):
+    """`--seeds`: one training per seed in worker processes; the row holds mean and std over them."""
+    from robovlms_mobile.cli import main
+
+    cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
+    (tmp_path / "base.json").write_text(json.dumps(cfg))
+    out = tmp_path / "sweep"
+    code = main(["sweep", str(tmp_path / "base.json"), "--set", "train_setup.lora_r=4", "--seeds", "0,1", "--max-steps", "2",
+                 "--episodes", "1", "--scenarios", "1box_left_close", "--frame-size", "36x64", "--output-dir", str(out),
+                 "--no-progress"])
+    assert code == 0, capsys.readouterr().err[-3000:]
+    (row,) = list(csv.DictReader(open(out / "results.csv")))
+    assert row["run"] == "lora_r-4" and row["seeds"] == "0 1" and row["steps"] == "2"
+    assert 0 <= float(row["success_rate"]) <= 1 and float(row["success_std"]) >= 0 and "blanked_success_rate" in row
+    for seed in (0, 1):
+        report = json.loads((out / "lora_r-4" / f"seed-{seed}" / "seed_report.json").read_text())
+        assert report["seed"] == seed and report["global_step"] == 2
+        assert set(report["closed_loop"]) == {"trained", "instruction_blanked", "untrained"}
+        assert (out / "lora_r-4" / f"seed-{seed}" / "last.ckpt").is_file()
+        assert "max_steps=2" in (out / "lora_r-4" / f"seed-{seed}" / "train.log").read_text()  # the worker's own log
