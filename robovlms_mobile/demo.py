@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from robovlms_mobile.config import load_config
 
-DEMO_EPISODES = 48  # four seeded worlds for each of the 12 standard scenarios
+DEMO_EPISODES = 96  # eight seeded worlds for each of the 12 standard scenarios (left/right mirror pairs)
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
 FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
 DEMO_SEEDS = (0, 1, 2)  # training seeds; every closed-loop figure is their mean ± std
@@ -42,31 +42,67 @@ def timed(timings: dict[str, dict[str, float]], name: str):
     print(f"[time] {name}: {timings[name]['wall_s']:.1f} s wall, {timings[name]['cpu_s']:.1f} s CPU", flush=True)
 
 
-def link_model(model_dir: Path, source: Path) -> None:
-    """Make `model_dir` (the config's model folder) a link to the cached pretrained model `source`."""
-    if model_dir.is_symlink() and model_dir.resolve() == source.resolve():
+def link_into(path: Path, source: Path) -> None:
+    """Make `path` (a folder the config names) a link to the cached folder `source`.
+
+    Nothing is deleted: an old link is replaced (removing a link removes no data), and a real file or
+    folder found there (an earlier demo's output, or whatever a user's config points at) is renamed
+    aside to `<name>.replaced-<time>` with a notice.
+    """
+    if path.is_symlink() and path.resolve() == source.resolve():
         return
-    if model_dir.is_symlink() or model_dir.is_file():
-        model_dir.unlink()
-    elif model_dir.is_dir():  # an earlier demo's random tiny model: generated output, replaced
-        shutil.rmtree(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    model_dir.symlink_to(source.resolve(), target_is_directory=True)
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        aside = path.with_name(f"{path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.rename(aside)
+        print(f"robovlms-mobile demo: notice: {path} moved aside to {aside} (it is now a link to {source})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(source.resolve(), target_is_directory=True)
+
+
+def expert_episodes(n_episodes: int = DEMO_EPISODES, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
+                    cache_root: str | Path | None = None, progress: bool = True) -> Path:
+    """The demo's scripted-expert V4 episodes, from a content-keyed cache (written there when absent)."""
+    import hashlib
+    import tempfile
+
+    from robovlms_mobile.model.pretrain import default_cache_root
+    from robovlms_mobile.sim.expert import write_expert_episodes
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(json.dumps([n_episodes, seed, list(frame_size)]).encode())
+    for code in sorted((package / "sim").glob("*.py")) + [package / "data" / "writers.py", package / "task.py"]:
+        digest.update(code.read_bytes())
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    target = root / f"sim-episodes-{n_episodes}-{frame_size[0]}x{frame_size[1]}-{digest.hexdigest()[:16]}"
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".episodes-", dir=root))
+    try:
+        write_expert_episodes(tmp, n_episodes, seed=seed, frame_size=frame_size, progress=progress)
+        os.replace(tmp, target)  # atomic: a killed demo never leaves half a data set under the key
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def prepare(config: dict[str, Any], timings: dict[str, dict[str, float]], n_episodes: int = DEMO_EPISODES, seed: int = 0) -> Path:
-    """Episodes and the pretrained tiny model the config points at (cached); returns the cached model folder."""
+    """Episodes and the pretrained tiny model the config points at (both cached); returns the cached model folder."""
     from robovlms_mobile.model.pretrain import pretrained_tiny_kosmos2
-    from robovlms_mobile.sim.expert import write_expert_episodes
 
-    data_dir = Path(config["train_dataset"]["data_dir"])
     with timed(timings, "episodes"):
-        if not any(data_dir.glob("*.h5")):
-            files = write_expert_episodes(data_dir, n_episodes, seed=seed, frame_size=FRAME_SIZE, progress=True)
-            print(f"simulated {len(files)} scripted-expert V4 episodes in {data_dir}")
+        episodes = expert_episodes(n_episodes, seed)
+        for section in ("train_dataset", "val_dataset"):
+            link_into(Path(config[section]["data_dir"]), episodes)
+    print(f"{n_episodes} scripted-expert V4 episodes ({FRAME_SIZE[0]}x{FRAME_SIZE[1]}): {episodes}")
     with timed(timings, "pretrained_model"):
         source = pretrained_tiny_kosmos2(progress=True)
-        link_model(Path(config["vlm"]["pretrained_model_name_or_path"]), source)
+        link_into(Path(config["vlm"]["pretrained_model_name_or_path"]), source)
     record = json.loads((source / "pretrain.json").read_text())
     print(f"pretrained tiny Kosmos-2: {source} (caption loss {record['caption_loss']['first_10']:.2f} -> "
           f"{record['caption_loss']['last_10']:.2f}, {record['data']['frames']} frames, {record['seconds']['total']:.0f} s when built)")

@@ -69,6 +69,7 @@ def make_tiny_config(base_config: dict, model_dir: Path, data_dir: Path, out_dir
     """Copy of the tiny config, small and fast, with absolute paths."""
     cfg = copy.deepcopy(base_config)
     cfg.pop("parent", None)
+    cfg.pop("sim_eval", None)  # the demo's closed loop during training; tests that want it set it
     for key in ("model_path",):
         cfg[key] = str(model_dir)
     cfg["model_config"] = str(model_dir / "config.json")

@@ -1,6 +1,6 @@
 """Learning check: does training on the demo's simulated expert episodes produce a policy that drives?
 
-Three recipes on the same data (the demo's 48 episodes at 72x128, seed 0) and the same budget (the
+Three recipes on the same data (the demo's 96 episodes at 72x128, seed 0) and the same budget (the
 demo's 928 optimiser steps, batch 4), each over LEARNING_CHECK_SEEDS training seeds (default 3,
 trained side by side by `experiment.run_seeds`):
 - `product`: the product's recipe, LoRA on the pretrained tiny Kosmos-2 (model/pretrain.py, from the
@@ -20,13 +20,11 @@ import os
 import pytest
 
 from robovlms_mobile.config import deep_update
+from robovlms_mobile.demo import DEMO_EPISODES, FRAME_SIZE  # the demo's data and camera size
 from robovlms_mobile.experiment import run_seeds, spread
 from sim_fixtures import make_tiny_config
 
-N_EPISODES = 48  # the demo's episodes: 4 seeded worlds x 12 scenarios
 EVAL_EPISODES = 2  # per scenario: 24 closed-loop episodes per figure
-FRAME_SIZE = (72, 128)  # the demo's camera size, for data and closed loop
-STEPS = 928  # the demo's budget: 8 epochs of its 48 episodes at batch 4
 SEEDS = tuple(range(int(os.environ.get("LEARNING_CHECK_SEEDS", "3"))))
 
 PRODUCT = {}  # configs/tiny_cpu.json as it is: LoRA on the pretrained backbone
@@ -39,12 +37,10 @@ RECIPES = {"product_pretrained_lora": PRODUCT, "full_ft": FULL_FT, "cnn_baseline
 
 
 @pytest.fixture(scope="module")
-def demo_episodes(tmp_path_factory):
-    from robovlms_mobile.sim.expert import write_expert_episodes
+def demo_episodes():
+    from robovlms_mobile.demo import expert_episodes
 
-    out = tmp_path_factory.mktemp("learning-episodes")
-    write_expert_episodes(out, N_EPISODES, seed=0, frame_size=FRAME_SIZE)
-    return out
+    return expert_episodes(DEMO_EPISODES, seed=0, frame_size=FRAME_SIZE)  # the demo's own, from the same cache
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +66,13 @@ def test_policy_learns_to_drive(base_config, tiny_model_dir, pretrained_model_di
     for name in RECIPES:
         model_dir = pretrained_model_dir if name == "product_pretrained_lora" else tiny_model_dir
         config = recipe_config(name, base_config, model_dir, demo_episodes, tmp_path / name)
-        runs = run_seeds(config, tmp_path / name, SEEDS, episodes=EVAL_EPISODES, frame_size=FRAME_SIZE, max_steps=STEPS,
-                         ablations=True, progress=False)
+        runs = run_seeds(config, tmp_path / name, SEEDS, episodes=EVAL_EPISODES, frame_size=FRAME_SIZE, ablations=True,
+                         progress=False)
         table[name] = spread(runs)
         for run in runs:
             print(f"{name} seed {run['seed']}: {run['global_step']} steps, "
                   + json.dumps({k: v["reasons"] for k, v in run["closed_loop"].items()}))
-    print(f"\nclosed-loop success on {EVAL_EPISODES * 12} held-out episodes, {STEPS} steps each, mean ± std over "
+    print(f"\nclosed-loop success on {EVAL_EPISODES * 12} held-out episodes, {runs[0]['global_step']} steps each, mean ± std over "
           f"seeds {list(SEEDS)}\n| recipe | trained | instruction blanked | untrained |\n|---|---|---|---|")
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}"
