@@ -73,6 +73,7 @@ def _read_steps(path: Path) -> tuple[int, int]:
 def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, kwargs: dict[str, Any]) -> dict[str, Any]:
     """One training seed in a worker process: its output (and upstream's chatter) goes to `train.log`."""
     import json
+    import multiprocessing
     import os
     import resource
     import sys
@@ -80,6 +81,10 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
 
     import torch
 
+    if "fork" in multiprocessing.get_all_start_methods():
+        # a spawned worker inherits "spawn" as its default: the DataLoader's workers would then
+        # re-import torch at every epoch's train and validation loader (seconds of CPU each)
+        multiprocessing.set_start_method("fork", force=True)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "train.log", "w")
@@ -128,12 +133,14 @@ def run_seeds(config: dict[str, Any], output_dir: str | Path, seeds: Sequence[in
                    for i, seed in enumerate(seeds)}
         bar = tqdm(total=0, unit="step", desc=f"training {len(seeds)} seeds ({workers} side by side; logs in {out}/seed-*/train.log)",
                    disable=not progress)
-        pending = set(futures)
+        pending, seen = set(futures), {seed: (0, 0) for seed in seeds}
         try:
             while pending:
                 finished, pending = wait(pending, timeout=2, return_when=FIRST_COMPLETED)
-                steps = [_read_steps(out / f"seed-{seed}" / "progress") for seed in seeds]
-                bar.total, bar.n = max(bar.total, sum(t for _, t in steps)), sum(d for d, _ in steps)
+                for seed in seeds:  # a file caught mid-write reads (0, 0): keep the last good value
+                    done, total = _read_steps(out / f"seed-{seed}" / "progress")
+                    seen[seed] = (max(done, seen[seed][0]), max(total, seen[seed][1]))
+                bar.total, bar.n = sum(t for _, t in seen.values()), sum(d for d, _ in seen.values())
                 bar.refresh()
                 for future in finished:
                     seed = futures[future]
