@@ -1,11 +1,12 @@
 """The main job on the embedded default: the product's recipe, LoRA on a pretrained tiny Kosmos-2.
 
-Parts, each timed (wall and CPU seconds): simulate the scripted-expert episodes (V4 files);
-get the pretrained tiny Kosmos-2 from its content-keyed cache (pretraining it there when the cache
-is cold, model/pretrain.py); train LoRA through the launcher; drive the trained policy in closed
-loop on held-out worlds, then with the instruction blanked, then untrained. Everything lands under
-`runs/demo/` (the paths `configs/tiny_cpu.json` names; the model folder is a link into the cache),
-so the same config also runs through upstream's own `main.py` afterwards.
+Parts, each timed (wall and CPU seconds): the scripted-expert episodes (V4 files) and the pretrained
+tiny Kosmos-2, each from a content-keyed cache (simulated / pretrained there when the cache is cold,
+model/pretrain.py); then, once per training seed and the seeds side by side (`experiment.run_seeds`),
+LoRA training through the launcher and the closed loop on held-out worlds: trained, instruction
+blanked, untrained. Figures are mean ± std over the seeds. Everything lands under `runs/demo/` (the
+paths `configs/tiny_cpu.json` names are links into the cache, each seed's run in `seed-<n>/`), so
+the same config also runs through upstream's own `main.py` afterwards.
 """
 
 from __future__ import annotations
