@@ -14,13 +14,11 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
-from robovlms_mobile.config import load_config
 
 DEMO_EPISODES = 96  # eight seeded worlds for each of the 12 standard scenarios (left/right mirror pairs)
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
@@ -62,34 +60,21 @@ def link_into(path: Path, source: Path) -> None:
     path.symlink_to(source.resolve(), target_is_directory=True)
 
 
+EPISODE_CODE = ("sim/render.py", "sim/scenarios.py", "sim/world.py", "sim/expert.py", "data/writers.py", "task.py")
+
+
 def expert_episodes(n_episodes: int = DEMO_EPISODES, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
                     cache_root: str | Path | None = None, progress: bool = True) -> Path:
-    """The demo's scripted-expert V4 episodes, from a content-keyed cache (written there when absent)."""
-    import hashlib
-    import tempfile
-
-    from robovlms_mobile.model.pretrain import default_cache_root
+    """The demo's scripted-expert V4 episodes, from the content-keyed cache the pretrained model uses."""
+    from robovlms_mobile.model.pretrain import build_cached, cache_key, default_cache_root
     from robovlms_mobile.sim.expert import write_expert_episodes
 
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256(json.dumps([n_episodes, seed, list(frame_size)]).encode())
-    for code in sorted((package / "sim").glob("*.py")) + [package / "data" / "writers.py", package / "task.py"]:
-        digest.update(code.read_bytes())
+    recipe = {"episodes": n_episodes, "seed": seed, "frame_size": list(frame_size)}
     root = Path(cache_root) if cache_root is not None else default_cache_root()
-    target = root / f"sim-episodes-{n_episodes}-{frame_size[0]}x{frame_size[1]}-{digest.hexdigest()[:16]}"
-    if target.is_dir():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".episodes-", dir=root))
-    try:
-        write_expert_episodes(tmp, n_episodes, seed=seed, frame_size=frame_size, progress=progress)
-        os.replace(tmp, target)  # atomic: a killed demo never leaves half a data set under the key
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    target = root / f"sim-episodes-{n_episodes}-{frame_size[0]}x{frame_size[1]}-{cache_key(recipe, EPISODE_CODE)}"
+    build = lambda tmp: (write_expert_episodes(tmp, n_episodes, seed=seed, frame_size=frame_size, progress=progress),
+                         (tmp / "episodes.json").write_text(json.dumps(recipe)))
+    return build_cached(target, build, "episodes.json")
 
 
 def prepare(config: dict[str, Any], timings: dict[str, dict[str, float]], n_episodes: int = DEMO_EPISODES, seed: int = 0) -> Path:
@@ -119,6 +104,7 @@ def goals_met(trained: float, blank: float, untrained: float) -> dict[str, bool]
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True,
              episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
     """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
+    from robovlms_mobile.config import load_config
     from robovlms_mobile.experiment import run_seeds, spread
 
     timings: dict[str, dict[str, float]] = {}

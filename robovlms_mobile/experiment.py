@@ -14,7 +14,7 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
                        timer: Callable[[str], AbstractContextManager] | None = None) -> dict[str, Any]:
     """Train `config` through the launcher, then drive held-out simulator worlds in closed loop.
 
-    Returns `train` (the launcher's result), `module`, `meta`, `closed_loop` ({"trained": report} plus,
+    Returns `train` (the launcher's result), `history` (one train/val loss row per epoch), `module`, `meta`, `closed_loop` ({"trained": report} plus,
     with `ablations`, "instruction_blanked" and "untrained") and `offline` (validation report or None).
     `timer(name)` wraps the parts "train" and "closed_loop" (e.g. to print their times); `callbacks` are
     extra Lightning callbacks for the training.
@@ -26,6 +26,7 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
     from robovlms_mobile.launcher import train
+    from robovlms_mobile.progress import EpochSummary
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
 
     timer = timer or (lambda name: nullcontext())
@@ -46,7 +47,8 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
                                                                  frame_size=frame_size)
             closed["untrained"] = evaluate_closed_loop(InProcessPolicy.untrained(module.configs), scenarios, episodes,
                                                        frame_size=frame_size)
-    return {"train": result, "module": module, "meta": meta, "closed_loop": closed,
+    history = next((cb.history for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)), [])
+    return {"train": result, "history": history, "module": module, "meta": meta, "closed_loop": closed,
             "offline": validation_report(module, meta) if offline else None}
 
 
@@ -95,8 +97,7 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
     start = time.perf_counter()
     run = train_and_evaluate({**config, "seed": seed}, out, progress=False, callbacks=[_step_file(out / "progress")], **kwargs)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    history = next((cb.history for cb in run["train"]["trainer"].callbacks if hasattr(cb, "history")), [])
-    summary = {"seed": seed, "global_step": run["train"]["global_step"], "epochs": history,
+    summary = {"seed": seed, "global_step": run["train"]["global_step"], "epochs": run["history"],
                "closed_loop": {k: v["overall"] for k, v in run["closed_loop"].items()},
                "gifs": run["closed_loop"]["trained"]["gifs"], "checkpoint": str(out / "last.ckpt"),
                "wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),

@@ -94,7 +94,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
             run = train_and_evaluate(config, run_dir, episodes=episodes, frame_size=frame_size, scenarios=scenarios,
                                      max_steps=max_steps, max_epochs=max_epochs, offline=True, progress=False)
             rows.append(_single_row(name, overrides, run, run_dir))
-        write_tables(rows, keys, out, SEED_COLUMNS if seeds else COLUMNS)  # after every run: a killed sweep keeps its rows
+        write_tables(rows, keys, out, seeded=bool(seeds))  # after every run: a killed sweep keeps its rows
     if not seeds:
         plot_sweep(rows, out)
     return rows
@@ -104,37 +104,32 @@ def _single_row(name: str, overrides: dict[str, Any], run: dict[str, Any], run_d
     result, offline, closed = run["train"], run["offline"], run["closed_loop"]["trained"]
     (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
     (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
-    history = next((cb.history for cb in result["trainer"].callbacks if hasattr(cb, "history")), [])
-    val_loss = history[-1]["val_loss"] if history else result["metrics"].get("val_loss")
+    val_loss = run["history"][-1]["val_loss"] if run["history"] else result["metrics"].get("val_loss")
     return {"run": name, **overrides, "steps": result["global_step"], "val_loss": val_loss,
             **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
 
 
 def _seeds_row(name: str, overrides: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any]:
-    import statistics
-
     from robovlms_mobile.experiment import spread
 
     success = spread(seed_runs)
-    trained = [run["closed_loop"]["trained"] for run in seed_runs]
     return {"run": name, **overrides, "seeds": " ".join(str(run["seed"]) for run in seed_runs),
             "steps": seed_runs[0]["global_step"],
             "success_rate": success["trained"]["mean"], "success_std": success["trained"]["std"],
             "blanked_success_rate": success["instruction_blanked"]["mean"],
             "blanked_success_std": success["instruction_blanked"]["std"],
             "untrained_success_rate": success["untrained"]["mean"],
-            "collision_rate": statistics.mean(t["collision_rate"] for t in trained),
-            "wrong_side_rate": statistics.mean(t["wrong_side_rate"] for t in trained)}
+            "collision_rate": spread(seed_runs, "collision_rate")["trained"]["mean"],
+            "wrong_side_rate": spread(seed_runs, "wrong_side_rate")["trained"]["mean"]}
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
 
 
-def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path,
-                 columns: Sequence[str] = COLUMNS) -> tuple[Path, Path]:
-    """results.csv and results.md (one row per run)."""
-    header = ["run", *keys, *(["seeds"] if columns is SEED_COLUMNS else []), "steps", *columns]
+def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path, seeded: bool = False) -> tuple[Path, Path]:
+    """results.csv and results.md (one row per run; with `seeded`, the over-seeds columns)."""
+    header = ["run", *keys, *(["seeds", "steps", *SEED_COLUMNS] if seeded else ["steps", *COLUMNS])]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         writer.writeheader()

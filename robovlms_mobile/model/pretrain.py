@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -47,23 +47,42 @@ CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/tiny_kosmos.py",
 RECORD = "pretrain.json"
 
 
-def code_version() -> str:
-    """Hash of the source files and library versions that determine the pretrained weights."""
+def code_version(files: tuple[str, ...] = CODE_FILES) -> str:
+    """Hash of `files` (package-relative) and the library versions that determine what is built from them."""
     import tokenizers
     import transformers
 
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for rel in CODE_FILES:
+    for rel in files:
         h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
     h.update(f"torch {torch.__version__} transformers {transformers.__version__} tokenizers {tokenizers.__version__}".encode())
     return h.hexdigest()[:16]
 
 
-def cache_key(recipe: dict[str, Any]) -> str:
-    """Content key of a pretrained model: recipe + code version."""
-    blob = json.dumps(recipe, sort_keys=True) + code_version()
+def cache_key(recipe: dict[str, Any], files: tuple[str, ...] = CODE_FILES) -> str:
+    """Content key of something built from `recipe` by the code in `files`: recipe + code version."""
+    blob = json.dumps(recipe, sort_keys=True) + code_version(files)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_cached(target: Path, build: Callable[[Path], Any], done: str) -> Path:
+    """`target` from the cache when `target/done` exists, else `build(tmp)` in a temporary folder beside it
+    renamed to `target` atomically (a killed or concurrent build never leaves half a folder under the key)."""
+    if (target / done).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / done).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def default_cache_root() -> Path:
@@ -194,17 +213,4 @@ def pretrained_tiny_kosmos2(cache_root: str | Path | None = None, recipe: dict[s
     recipe = dict(RECIPE if recipe is None else recipe)
     root = Path(cache_root) if cache_root is not None else default_cache_root()
     target = root / f"tiny-kosmos2-pretrained-{cache_key(recipe)}"
-    if (target / RECORD).is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    try:
-        pretrain(tmp, recipe, progress=progress)
-        try:
-            os.replace(tmp, target)  # atomic: a concurrent build of the same key leaves one complete folder
-        except OSError:
-            if not (target / RECORD).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_cached(target, lambda tmp: pretrain(tmp, recipe, progress=progress), RECORD)
