@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import mmap
 import time
 from pathlib import Path
 
@@ -79,12 +80,14 @@ def test_gradient_checkpointing_same_gradients(tiny_config):
 
 def test_peak_rss_sees_an_allocation():
     with PeakRSS(interval=0.005) as rss:
-        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-        block.add_(1)
+        # a fresh anonymous mapping, every page written: a tensor could reuse pages an earlier test in
+        # this worker freed but the allocator kept resident, and then RSS would not rise at all
+        block = mmap.mmap(-1, 64 * 2**20)
+        block.write(b"\1" * len(block))
         deadline = time.monotonic() + 10  # hold it until the sampler thread has seen it (a loaded machine may delay it)
         while rss.rise < 48 * 2**20 and time.monotonic() < deadline:
             time.sleep(0.01)
-        del block
+        block.close()
     assert rss.rise >= 48 * 2**20
 
 
