@@ -4,7 +4,7 @@ Loaded from `robovlms_mobile_autoload.pth` at interpreter start-up, so it must s
 imports nothing beyond `sys`/`os` and only appends one meta-path finder. The finder waits for
 a watched module (at first only `robovlms`) to be imported, runs its loader unchanged, then
 calls the callbacks registered for that name. `ROBOVLMS_MOBILE_AUTOLOAD=0` turns it off;
-`robovlms_mobile.registry.register()` activates the plugin explicitly either way.
+`robovlms_mobile.train.registry.register()` activates the plugin explicitly either way.
 """
 
 import os

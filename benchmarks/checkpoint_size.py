@@ -36,7 +36,7 @@ def tiny_ratio() -> float:
     from robovlms_mobile.config import load_config
     from robovlms_mobile.data.synthetic import generate_episodes
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -56,13 +56,13 @@ def tiny_ratio() -> float:
 def real_ratio() -> float:
     from robovlms_mobile.model.lora import apply_lora
     from robovlms_mobile.model.policy_head import MobileVLALSTMDecoder
-    from robovlms_mobile.model.tiny_kosmos import real_kosmos2_config
+    from robovlms_mobile.model.full_kosmos import published_kosmos2_config
 
     from transformers import Kosmos2ForConditionalGeneration
 
     cfg = json.loads((REPO / "configs" / "mobile_vla_lora.json").read_text())
     with torch.device("meta"):
-        backbone = Kosmos2ForConditionalGeneration(real_kosmos2_config())
+        backbone = Kosmos2ForConditionalGeneration(published_kosmos2_config())
         backbone.requires_grad_(False)
         apply_lora(backbone, cfg["train_setup"])
         hidden = backbone.config.text_config.embed_dim

@@ -35,7 +35,7 @@ def build_checkpoint(tmp: Path) -> tuple[Path, Path]:
 
     from robovlms_mobile.config import load_config
     from robovlms_mobile.data.synthetic import generate_episodes
-    from robovlms_mobile.launcher import train
+    from robovlms_mobile.train.launcher import train
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
 
     model_dir = build_tiny_kosmos2(tmp / "model")

@@ -1,6 +1,6 @@
 """Real size on CPU: a 1-step rehearsal, then fp32 / bf16 / int8 streaming and the whole window, interleaved.
 
-1. `rehearse` (robovlms_mobile/rehearse.py) on configs/mobile_vla_lora.json: Kosmos-2 at its
+1. `rehearse` (robovlms_mobile/recipes/rehearse.py) on configs/mobile_vla_lora.json: Kosmos-2 at its
    published architecture with random weights, 1 training step, checkpoint save + reload through
    the runtime's loader (fp32). `--inference-only` skips it and builds the untrained model.
 2. From that ONE fp32 model the runtime's precision code (`runtime/precision.py`,
@@ -174,7 +174,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
     os.chdir(REPO)  # configs name their parent relative to the repository
-    from robovlms_mobile.memory import GIB, MemoryGuard, PeakRSS
+    from robovlms_mobile.train.memory import GIB, MemoryGuard, PeakRSS
 
     size = "tiny" if args.tiny else "real size"
     with MemoryGuard(int(args.max_rss_gb * GIB), what="realsize"), tempfile.TemporaryDirectory(prefix="realsize-") as tmp:
@@ -189,7 +189,7 @@ def main() -> None:
                   f"(model build included); {size}, CPU, random weights; times measured on this machine")
             print(" ".join(f"{k}={v:.3f}" if k != "peak_rss_gb" else f"{k}={v:.2f}" for k, v in ratios.items()))
             return
-        from robovlms_mobile.rehearse import format_report, rehearse
+        from robovlms_mobile.recipes.rehearse import format_report, rehearse
 
         # gradient checkpointing on: without it one real-size step passes 14 GiB RSS (docs/realsize.md)
         reh = rehearse(args.config, steps=1, tiny=args.tiny, model_dir=args.model_dir, checkpointing=False,
@@ -222,7 +222,7 @@ def untrained(args, tmp: Path) -> tuple[object, float, str]:
     import io
 
     from robovlms_mobile.config import load_config
-    from robovlms_mobile.rehearse import prepare_backbone, rehearsal_config
+    from robovlms_mobile.recipes.rehearse import prepare_backbone, rehearsal_config
     from robovlms_mobile.runtime.loader import build_module
 
     configs = load_config(args.config)

@@ -58,7 +58,7 @@ def start_server(ckpt: Path, model_dir: Path, log: Path) -> tuple[subprocess.Pop
 
 def measure(url: str, jpegs: list[bytes], n: int, barrier: threading.Barrier | None = None) -> list[tuple[float, float, float]]:
     """(round trip, policy, queue) in ms for n /act requests of one client in its own episode."""
-    from robovlms_mobile.serve.client import PolicyClient
+    from robovlms_mobile.runtime.client import PolicyClient
 
     out = []
     with PolicyClient(url) as client:
@@ -86,7 +86,7 @@ def summary(rows: list[tuple[float, float, float]]) -> dict[str, float]:
 def main() -> None:
     from inference_tick import build_checkpoint, episode_frames
 
-    from robovlms_mobile.serve.client import encode_jpeg
+    from robovlms_mobile.runtime.client import encode_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, model_dir = build_checkpoint(Path(tmp))

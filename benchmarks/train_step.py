@@ -33,10 +33,10 @@ def build_pair(tmp: Path):
     from robovlms_mobile.config import load_config
     from robovlms_mobile.data.synthetic import generate_episodes
     from robovlms_mobile.data.transforms import normalise_batch
-    from robovlms_mobile.launcher import build_datamodule
+    from robovlms_mobile.train.launcher import build_datamodule
     from robovlms_mobile.model.lora import apply_lora
-    from robovlms_mobile.registry import register
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.registry import register
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     register()
     base = load_config(REPO / "configs" / "tiny_cpu.json")

@@ -2,7 +2,7 @@
 
 Importing this package checks that upstream `robovlms` is installed (and at the pinned
 commit) but imports nothing heavy; the classes live in their own modules:
-`robovlms_mobile.data.dataset`, `robovlms_mobile.model.policy_head`, `robovlms_mobile.trainer`.
+`robovlms_mobile.data.dataset`, `robovlms_mobile.model.policy_head`, `robovlms_mobile.train.trainer`.
 """
 
 import warnings

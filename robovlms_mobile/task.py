@@ -15,6 +15,8 @@ ACTION_DIM = len(ACTION_AXES)
 MAX_SPEED = 1.15  # m/s: the collectors' key-press speed; labels are scaled by it into [-1, 1]
 STEP_S = 0.4  # seconds of motion per recorded frame (one key press on the robot)
 
+FRAME_SIZE: tuple[int, int] = (144, 256)  # HxW: default camera frames of the simulator, synthetic data and evaluation
+
 WINDOW = 8  # frames of history the policy sees
 CHUNK = 10  # future actions predicted per window (upstream: fwd_pred_next_n)
 FULL_EPISODE_FRAMES = WINDOW + CHUNK - 1  # 17: frames one complete training window spans

@@ -9,6 +9,12 @@ from pathlib import Path
 
 UPSTREAM_URL = "https://github.com/Robot-VLAs/RoboVLMs"
 
+# The names the plugin registers in upstream's namespaces (train/registry.py), as configs and checkpoints spell them
+DATASET_TYPE = "MobileVLAH5Dataset"
+HEAD_TYPE = "MobileVLALSTMDecoder"
+TRAINER_TYPE = "MobileVLATrainer"
+CNN_TYPE = "RoboResNet"
+
 
 class UpstreamMissingError(ImportError):
     """Upstream RoboVLMs is not importable."""

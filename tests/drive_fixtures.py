@@ -23,7 +23,7 @@ def tiny_checkpoint(base_config, tiny_model_dir, episodes_dir, tmp_path_factory)
     from helpers import build_once
 
     def build(out: Path) -> Path:
-        from robovlms_mobile.launcher import train
+        from robovlms_mobile.train.launcher import train
 
         cfg = _make_tiny_config()(base_config, tiny_model_dir, episodes_dir, out)
         train(cfg, output_dir=out / "run", max_steps=2, progress=False)

@@ -31,7 +31,8 @@ def test_import_robovlms_registers_lazily():
         }))
     """)
     result = last_json_line(run_python(code).stdout)
-    assert result["after_robovlms"] == ["robovlms_mobile.registry"], "activation must not import the heavy modules"
+    assert result["after_robovlms"] == ["robovlms_mobile.train", "robovlms_mobile.train.registry"], \
+        "activation must not import the heavy modules"
     assert result["dataset"] and result["head"] and result["dispatch"] and result["trainer"] == "MobileVLATrainer"
 
 
@@ -45,7 +46,7 @@ def test_env_var_turns_autoload_off_and_register_turns_it_on():
         import json, sys
         import robovlms.data, robovlms.train.base_trainer as bt
         before = [hasattr(robovlms.data, "MobileVLAH5Dataset"), hasattr(bt.BaseTrainer, "_robovlms_mobile_original_from_checkpoint")]
-        from robovlms_mobile.registry import register
+        from robovlms_mobile.train.registry import register
         register()
         after = [hasattr(robovlms.data, "MobileVLAH5Dataset"), hasattr(bt.BaseTrainer, "_robovlms_mobile_original_from_checkpoint")]
         print(json.dumps({"before": before, "after": after}))

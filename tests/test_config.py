@@ -104,7 +104,7 @@ def test_file_errors(tmp_path):
 
 
 def test_trainer_rejects_unknown_key_before_building(cfg):
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     broken = copy.deepcopy(cfg)
     broken["act_head"]["nmu_layers"] = 2

@@ -49,7 +49,7 @@ def test_head_found_by_base_robovlm_init_heads(tiny_config):
     from robovlms.train.base_trainer import BaseTrainer
 
     from robovlms_mobile.model.policy_head import MobileVLALSTMDecoder
-    from robovlms_mobile.trainer import ensure_kosmos2_patch
+    from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 
     cfg = tiny_config
     cfg.pop("trainer_type")
@@ -61,7 +61,7 @@ def test_head_found_by_base_robovlm_init_heads(tiny_config):
 
 
 def test_trainer_chosen_at_main_py_call_site(upstream_main, tiny_config):
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     module = upstream_main.BaseTrainer.from_checkpoint(None, "torch", tiny_config)
     assert type(module) is MobileVLATrainer

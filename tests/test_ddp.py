@@ -10,7 +10,7 @@ from pathlib import Path
 DDP_SCRIPT = r"""
 import json, sys
 import lightning.pytorch as pl
-from robovlms_mobile.launcher import train
+from robovlms_mobile.train.launcher import train
 
 out = sys.argv[2]
 

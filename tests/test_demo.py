@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robovlms_mobile.demo import expert_episodes, goals_met, link_into, timed
+from robovlms_mobile.recipes.demo import expert_episodes, goals_met, link_into, timed
 
 
 def test_goals():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from robovlms_mobile.checkpoint import load_checkpoint
-from robovlms_mobile.launcher import train
+from robovlms_mobile.checkpoint.format import load_checkpoint
+from robovlms_mobile.train.launcher import train
 
 
 def _weights(config: dict, out, seed: int) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robovlms_mobile.experiment import spread
+from robovlms_mobile.recipes.train_eval import spread
 
 
 def test_spread_over_seeds():

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint_io import atomic_torch_save
-from robovlms_mobile.launcher import OutputDirError, train
+from robovlms_mobile.checkpoint.atomic_io import atomic_torch_save
+from robovlms_mobile.train.launcher import OutputDirError, train
 
 SAVE_LOOP = r"""
 import sys, torch
-from robovlms_mobile.checkpoint_io import atomic_torch_save
+from robovlms_mobile.checkpoint.atomic_io import atomic_torch_save
 path = sys.argv[1]
 step = 0
 while True:
@@ -34,7 +34,7 @@ while True:
 # variant starts a whole new interpreter per trial.
 SAVE_FORKS = r"""
 import os, sys, torch
-from robovlms_mobile.checkpoint_io import atomic_torch_save
+from robovlms_mobile.checkpoint.atomic_io import atomic_torch_save
 torch.set_num_threads(1)  # no thread pool for the forked savers to inherit half-started
 path = sys.argv[1]
 for _ in sys.stdin:
@@ -119,7 +119,7 @@ def test_read_only_output_dir_is_reported_before_training(tiny_config, tmp_path)
 
 
 def test_not_enough_space_is_reported_before_training(tiny_config, tmp_path, monkeypatch):
-    import robovlms_mobile.launcher as launcher
+    import robovlms_mobile.train.launcher as launcher
 
     started = []
     monkeypatch.setattr(launcher.shutil, "disk_usage", lambda p: type("U", (), {"free": 1024})())
@@ -133,7 +133,7 @@ def test_not_enough_space_is_reported_before_training(tiny_config, tmp_path, mon
 TRAIN_CHILD = r"""
 import json, sys
 import lightning.pytorch as pl
-from robovlms_mobile.launcher import train
+from robovlms_mobile.train.launcher import train
 
 class PrintStep(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):

@@ -16,7 +16,7 @@ def test_wheel_contents(tmp_path):
     [wheel] = tmp_path.glob("robovlms_mobile-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in ("robovlms_mobile_autoload.pth", "robovlms_mobile_autoload.py", "robovlms_mobile/UPSTREAM_VERSION",
-                     "robovlms_mobile/patches/kosmos2_inputs_embeds.py", "robovlms_mobile/registry.py"):
+                     "robovlms_mobile/patches/kosmos2_inputs_embeds.py", "robovlms_mobile/train/registry.py"):
         assert required in names, required
     assert not any(n.startswith(("tests/", "configs/", "benchmarks/")) for n in names)
     pth = zipfile.ZipFile(wheel).read("robovlms_mobile_autoload.pth").decode().strip()

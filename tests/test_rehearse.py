@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import run_python
-from robovlms_mobile.memory import GIB, PeakRSS, gpu_estimate
+from robovlms_mobile.train.memory import GIB, PeakRSS, gpu_estimate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +51,9 @@ def test_gradient_checkpointing_same_gradients(tiny_config):
     import contextlib
     import io
 
-    from robovlms_mobile.launcher import build_datamodule
-    from robovlms_mobile.registry import register
-    from robovlms_mobile.trainer import MobileVLATrainer, set_gradient_checkpointing
+    from robovlms_mobile.train.launcher import build_datamodule
+    from robovlms_mobile.train.registry import register
+    from robovlms_mobile.train.trainer import MobileVLATrainer, set_gradient_checkpointing
 
     register()
     tiny_config["train_setup"]["gradient_checkpointing"] = True

@@ -8,13 +8,13 @@ import h5py
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError, load_checkpoint
-from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+from robovlms_mobile.checkpoint.format import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError, load_checkpoint
+from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.transforms import normalise_batch, preprocess_frames
-from robovlms_mobile.launcher import build_datamodule, train
+from robovlms_mobile.train.launcher import build_datamodule, train
 from robovlms_mobile.model.lora import TEXT_ATTENTION
-from robovlms_mobile.trainer import MobileVLATrainer
+from robovlms_mobile.train.trainer import MobileVLATrainer
 
 
 @pytest.fixture

@@ -48,6 +48,6 @@ def test_metadata_is_publishable():
     assert not [r for r in requires if "://" in r or "@" in r], "no URL dependencies in package metadata"
     assert not [r for r in requires if r.lower().startswith("robovlms")]
     eps = md.entry_points(group="robovlms.plugins")
-    assert [ep.value for ep in eps if ep.name == "mobile_vla"] == ["robovlms_mobile.registry:register"]
+    assert [ep.value for ep in eps if ep.name == "mobile_vla"] == ["robovlms_mobile.train.registry:register"]
     scripts = md.entry_points(group="console_scripts")
     assert any(ep.name == "robovlms-mobile" for ep in scripts)

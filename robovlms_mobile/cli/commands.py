@@ -3,36 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import run_command
 from robovlms_mobile.cli.options import OneLineParser, add_progress_option, frame_size, positive_int, seed_list
-from robovlms_mobile.demo import DEMO_SEEDS
-from robovlms_mobile.data.cli import add_parser as add_data_parser
-from robovlms_mobile.serve.cli import add_parser as add_drive_parsers
+from robovlms_mobile.recipes.demo import DEMO_SEEDS
+from robovlms_mobile.task import FRAME_SIZE
+from robovlms_mobile.cli.config import add_parser as add_config_parser
+from robovlms_mobile.cli.data import add_parser as add_data_parser
+from robovlms_mobile.cli.eval import add_parser as add_eval_parser
+from robovlms_mobile.cli.sim import add_parser as add_sim_parser
+from robovlms_mobile.cli.sweep import add_parser as add_sweep_parser
+from robovlms_mobile.cli.serve import add_parser as add_drive_parsers
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from robovlms_mobile.launcher import train
+    from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+    from robovlms_mobile.train.launcher import train
 
     result = train(args.config, output_dir=args.output_dir, resume=args.resume, max_steps=args.max_steps,
-                   max_epochs=args.max_epochs, devices=args.devices, progress=not args.no_progress)
+                   max_epochs=args.max_epochs, devices=args.devices, progress=not args.no_progress,
+                   section_callbacks=SECTION_CALLBACKS)
     if result["trainer"].is_global_zero:
         print(json.dumps({k: result[k] for k in ("output_dir", "last_checkpoint", "global_step", "metrics")}, indent=2))
     return 0
 
 
 def _cmd_rehearse(args: argparse.Namespace) -> int:
-    from robovlms_mobile.rehearse import run_cli
+    from robovlms_mobile.recipes.rehearse import run_cli
 
     return run_cli(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from robovlms_mobile.demo import run_demo
+    from robovlms_mobile.recipes.demo import run_demo
 
     run_demo(args.config, max_steps=args.max_steps, progress=not args.no_progress, seeds=args.seeds)
     return 0
@@ -122,16 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="output folder")
     p.add_argument("-n", type=positive_int, default=40, help="number of episodes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW (the robot records 720x1280; default: 144x256)")
+    p.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW (the robot records 720x1280; default: %(default)s)")
     p.add_argument("--length", type=positive_int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
     p.set_defaults(func=_cmd_generate)
     add_data_parser(sub)
-    importlib.import_module("robovlms_mobile.config.report").add_parser(sub)
+    add_config_parser(sub)
     add_drive_parsers(sub)
-    importlib.import_module("robovlms_mobile.sim.cli").add_parser(sub)
-    importlib.import_module("robovlms_mobile.eval.cli").add_parser(sub)
-    importlib.import_module("robovlms_mobile.sweep").add_parser(sub)
+    add_sim_parser(sub)
+    add_eval_parser(sub)
+    add_sweep_parser(sub)
     return parser
 
 

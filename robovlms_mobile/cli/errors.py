@@ -18,20 +18,10 @@ class UsageError(ValueError):
     """Bad user input detected by a command itself (a flag, a combination of flags, a file)."""
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Error types that mean 'your input was refused' (imported lazily: `--help` stays light)."""
-    types: list[type[BaseException]] = [UsageError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError,
-                                         NotADirectoryError, FileExistsError, UnicodeError,
-                                         OSError]  # an unreadable input file (h5py, PIL) is an OSError
-    for module, name in (("robovlms_mobile.config", "ConfigError"),
-                         ("robovlms_mobile.data.dataset", "InvalidEpisodesError"),
-                         ("robovlms_mobile.launcher", "OutputDirError"),
-                         ("robovlms_mobile.checkpoint", "CheckpointError"),
-                         ("robovlms_mobile.model.model_folder", "BaseModelError")):
-        mod = sys.modules.get(module)  # only modules the command imported can have raised their errors
-        if mod is not None and isinstance(getattr(mod, name, None), type):
-            types.append(getattr(mod, name))
-    return tuple(types)
+# Error types that mean "your input was refused". The plugin's own (ConfigError, CheckpointError,
+# InvalidEpisodesError, OutputDirError, BaseModelError, ...) subclass one of these, so none is listed.
+# UsageError and UnicodeError are ValueErrors; FileNotFoundError, PermissionError and h5py/PIL read errors are OSErrors.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
 def one_line(exc: BaseException) -> str:
@@ -54,7 +44,7 @@ def run_command(prog: str, func: Callable[[], int | None]) -> int:
     except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
         if os.environ.get(DEBUG_ENV) == "1":
             raise
-        if isinstance(exc, _user_error_types()):
+        if isinstance(exc, USER_ERRORS):
             print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
             return 2
         print(f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "

@@ -89,10 +89,15 @@ def add_progress_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """`--base-model-dir`, `--device` and `--dtype`: where the frozen backbone comes from, where and how the model runs."""
+def add_base_model_option(p: argparse.ArgumentParser) -> None:
+    """`--base-model-dir`: the one meaning, everywhere a checkpoint is loaded."""
     p.add_argument("--base-model-dir", help="the Kosmos-2 folder the checkpoint was trained on (default: the model "
                                             "folder named in the checkpoint, checked like any local folder)")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """`--base-model-dir`, `--device` and `--dtype`: where the frozen backbone comes from, where and how the model runs."""
+    add_base_model_option(p)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     add_dtype_option(p)
 

@@ -15,13 +15,10 @@ from typing import Any
 from robovlms_mobile.config.checks import (Check, anything, boolean, integer, is_false, is_null, list_of, name, number, obj,
                                            one_of, optional, path_like, paths, string)
 from robovlms_mobile.task import CHUNK, MAX_SPEED, WINDOW
+from robovlms_mobile.upstream import CNN_TYPE, DATASET_TYPE, HEAD_TYPE, TRAINER_TYPE  # noqa: F401  (re-exported)
 
 USED, MAPPED, NO_EFFECT = "used", "mapped", "no effect here"
 
-DATASET_TYPE = "MobileVLAH5Dataset"
-HEAD_TYPE = "MobileVLALSTMDecoder"
-TRAINER_TYPE = "MobileVLATrainer"
-CNN_TYPE = "RoboResNet"
 KOSMOS_TYPE = "RoboKosMos"
 CHUNK_ALIASES = ("action_chunk_size", "chunk_size", "act_step")  # the other names of fwd_pred_next_n
 

@@ -15,12 +15,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from robovlms_mobile.errors import ConfigError  # re-exported: one class object
+
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; anything over 1 MiB is not one
 MAX_PARENT_DEPTH = 16
 
 
-class ConfigError(ValueError):
-    """A config value that is missing, unknown or of the wrong type; the message names the file and key."""
 
 
 def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
@@ -68,14 +67,3 @@ def check_file(path: str, out: Any = sys.stdout) -> int:
         print(f"notice: {line}", file=out)
     print(f"{path}: OK ({len(notes)} notice(s); `robovlms-mobile train` prints the same notices)", file=out)
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `config check`."""
-    p = sub.add_parser("config", help="inspect experiment configs", description="Inspect experiment configs.")
-    inner = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
-    c = inner.add_parser("check", help="per key, what it does in this package",
-                         description="Print, per key of a config (parents merged), what it does here: used, mapped to "
-                                     "one of our keys, no effect here, or unknown (an error, exit 2).")
-    c.add_argument("file", help="JSON experiment config")
-    c.set_defaults(func=lambda args: check_file(args.file))

@@ -37,7 +37,7 @@ def check_section(section: Any, table: dict[str, Key], where: str, source: str) 
 
 
 def _check_cnn(configs: dict[str, Any], source: str) -> None:
-    from robovlms_mobile.baseline.model import ARCHS
+    from robovlms_mobile.model.baseline.model import ARCHS
 
     cnn = configs.get("cnn_backbone", {})
     check_section(cnn, CNN, "cnn_backbone", source)
@@ -103,7 +103,7 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
         lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
         check_section(lora, {k: v for k, v in TRAIN_SETUP.items() if k.startswith("lora_")}, "train_setup", source)
     if configs.get("sim_eval") is not None:  # closed loop during training (sim_eval_callback.py)
-        from robovlms_mobile.sim_eval_callback import check_sim_eval
+        from robovlms_mobile.config.sim_eval import check_sim_eval
 
         try:
             check_sim_eval(configs["sim_eval"])

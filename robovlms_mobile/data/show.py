@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from robovlms_mobile.data.episode import check_episode
 from robovlms_mobile.data.fields import read_actions, read_event_types
 from robovlms_mobile.data.frames import read_frames_rgb
-from robovlms_mobile.kinematics import integrate
+from robovlms_mobile.data.kinematics import integrate
 from robovlms_mobile.task import MAX_SPEED, STEP_S
 
 EPS = 1e-6

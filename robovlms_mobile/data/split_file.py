@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.config import ConfigError
+from robovlms_mobile.errors import ConfigError
 from robovlms_mobile.data.episode import Episode
 from robovlms_mobile.data.format import V4_FIELDS, scenario_fields
 from robovlms_mobile.data.split import assign_splits

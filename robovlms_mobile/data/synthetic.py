@@ -25,8 +25,8 @@ import numpy as np
 
 from robovlms_mobile.data.format import V4_SCENARIOS, Scenario, instruction_for
 from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
-from robovlms_mobile.kinematics import integrate
-from robovlms_mobile.task import MAX_SPEED as SPEED
+from robovlms_mobile.data.kinematics import integrate
+from robovlms_mobile.task import FRAME_SIZE, MAX_SPEED as SPEED
 from robovlms_mobile.task import STEP_S
 
 TURN = 0.2  # V5 angular_z magnitude
@@ -128,7 +128,7 @@ def _render(poses: np.ndarray, objects: list[tuple], wall_x: float, pal: dict, s
     return out
 
 
-def make_episode(scenario: Scenario, *, seed: int | Sequence[int] = 0, frame_size: tuple[int, int] = (144, 256),
+def make_episode(scenario: Scenario, *, seed: int | Sequence[int] = 0, frame_size: tuple[int, int] = FRAME_SIZE,
                  length: int = 18, generation: str = "v4") -> SyntheticEpisode:
     """Plan, integrate and draw one episode; seeded variation depends on `seed` only, not on side."""
     if generation not in ("v4", "v5"):
@@ -157,7 +157,7 @@ def make_episode(scenario: Scenario, *, seed: int | Sequence[int] = 0, frame_siz
     return SyntheticEpisode(scenario, _render(poses, objects, wall_x, pal, frame_size), actions, poses)
 
 
-def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = (144, 256),
+def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
                       length: int = 18, generation: str = "v4", scenarios: Sequence[Scenario] | None = None,
                       with_instruction: bool | float = True) -> list[Path]:
     """Write `n_episodes` files cycling through `scenarios` (default: all 48, left/right alternating)."""

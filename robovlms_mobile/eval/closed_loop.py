@@ -18,12 +18,13 @@ import numpy as np
 from tqdm import tqdm
 
 from robovlms_mobile.data.format import Scenario
-from robovlms_mobile.eval.policy import Policy
+from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.sim.expert import ScriptedExpert
 from robovlms_mobile.sim.media import save_gif, side_by_side
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, scenario_name
 from robovlms_mobile.sim.world import RobotState, World, is_stop, judge, step
+from robovlms_mobile.task import FRAME_SIZE
 
 EVAL_SEED = 1000  # world seeds [EVAL_SEED, k]: disjoint from the expert data's [data_seed, cycle] with small data seeds
 MAX_STEPS = 40
@@ -54,7 +55,7 @@ def expert_path_length(world: World, max_steps: int = 80) -> float:
     return state.path_length
 
 
-def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = (144, 256), max_steps: int = MAX_STEPS,
+def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = FRAME_SIZE, max_steps: int = MAX_STEPS,
                 record: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Drive one episode; returns the outcome fields and (when `record`) camera+map frames for a GIF."""
     policy.reset()
@@ -99,7 +100,7 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
 
 
 def evaluate_closed_loop(policy: Policy, scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, episodes: int = 2, *,
-                         seed: int = EVAL_SEED, frame_size: tuple[int, int] = (144, 256), max_steps: int = MAX_STEPS,
+                         seed: int = EVAL_SEED, frame_size: tuple[int, int] = FRAME_SIZE, max_steps: int = MAX_STEPS,
                          gif_dir: str | Path | None = None, gifs: int = 0, progress: bool = False) -> dict[str, Any]:
     """`episodes` seeded worlds per scenario; returns overall and per-scenario summaries and every episode."""
     results: list[EpisodeResult] = []

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
 from robovlms_mobile.data.episode import ACTION_AXES
 from robovlms_mobile.data.prompt import encode_prompts
 from robovlms_mobile.data.transforms import normalise_batch

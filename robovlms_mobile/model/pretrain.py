@@ -153,14 +153,13 @@ def caption_loss(backbone: torch.nn.Module, pixels: torch.Tensor, input_ids: tor
 def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: bool = False) -> dict[str, Any]:
     """Build the random tiny Kosmos-2 in ``out_dir``, pretrain it on grounded captions, save it and its record."""
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
-    from transformers.models.kosmos2 import modeling_kosmos2
 
     from robovlms_mobile.data.transforms import normalise_frames, resize_frames
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
-    from robovlms_mobile.patches import kosmos2_inputs_embeds
+    from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 
     recipe = dict(RECIPE if recipe is None else recipe)
-    kosmos2_inputs_embeds.apply(modeling_kosmos2)
+    ensure_kosmos2_patch()
     t0 = time.perf_counter()
     build_tiny_kosmos2(out_dir, seed=recipe["seed"], image_size=recipe["image_size"])
     data = caption_frames(recipe)

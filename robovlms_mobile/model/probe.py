@@ -21,17 +21,16 @@ def move_probe(model_dir: str | Path, world_seed: int = 1000, worlds: int = 1, f
                image_size: int = 224, template: str = "<grounding>An image of a robot {instruction}") -> dict[str, Any]:
     """Greedy next-move accuracy over all frames, and over the side-only frames (hidden bottle, sideways move)."""
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
-    from transformers.models.kosmos2 import modeling_kosmos2
 
     from robovlms_mobile.data.prompt import format_prompt
     from robovlms_mobile.data.transforms import preprocess_frames
     from robovlms_mobile.model.grounding import bottle_visible, move_words
     from robovlms_mobile.model.pretrain import image_tokens
-    from robovlms_mobile.patches import kosmos2_inputs_embeds
+    from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
     from robovlms_mobile.sim.expert import expert_episode
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world
 
-    kosmos2_inputs_embeds.apply(modeling_kosmos2)
+    ensure_kosmos2_patch()
     tok = Kosmos2Processor.from_pretrained(model_dir).tokenizer
     model = Kosmos2ForConditionalGeneration.from_pretrained(model_dir).eval()
     right = total = side_right = side_total = side_word = 0

@@ -22,7 +22,7 @@ from transformers import (
     XLMRobertaTokenizerFast,
 )
 
-__all__ = ["build_tokenizer", "build_tiny_kosmos2", "real_kosmos2_config", "count_parameters_on_meta"]
+__all__ = ["build_tokenizer", "build_tiny_kosmos2", "count_parameters_on_meta"]
 
 TINY_VOCAB_TARGET = 1000  # BPE stops earlier (~630) once every corpus word is a single token
 TINY_MAX_POSITIONS = 512
@@ -106,13 +106,6 @@ def _kosmos2_config(*, vocab: int, embed: int, layers: int, heads: int, ffn: int
                   hidden_act="quick_gelu", layer_norm_eps=1e-5)
     return Kosmos2Config(text_config=text, vision_config=vision, latent_query_num=latent,
                          architectures=["Kosmos2ForConditionalGeneration"])
-
-
-def real_kosmos2_config() -> Kosmos2Config:
-    """Return the microsoft/kosmos-2-patch14-224 architecture (~1.66 B parameters) from the shipped config.json."""
-    from robovlms_mobile.model.full_kosmos import published_kosmos2_config
-
-    return published_kosmos2_config()
 
 
 def count_parameters_on_meta(config: Kosmos2Config) -> int:

@@ -1,1 +1,1 @@
-"""ROS 2 side: a thin rclpy node (bridge.py) over pure-Python parts (safety, frames, sources, controller)."""
+"""ROS 2 side: a thin rclpy node (bridge.py) over pure-Python parts (safety, frames, controller)."""

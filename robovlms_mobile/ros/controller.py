@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from robovlms_mobile.ros.safety import Command, SafetyLayer
-from robovlms_mobile.ros.sources import ActionSource
+from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.task import check_instruction
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class Frame:
 class DriveController:
     """Ticks the policy on the newest frame and feeds the safety layer; thread-safe inputs."""
 
-    def __init__(self, source: ActionSource, safety: SafetyLayer, instruction: str, *,
+    def __init__(self, source: Policy, safety: SafetyLayer, instruction: str, *,
                  max_frame_age_s: float = 0.5, clock: Callable[[], float] | None = None,
                  on_action: Callable[[dict[str, Any]], None] | None = None):
         check_instruction(instruction, where="--instruction")

@@ -42,12 +42,3 @@ def prepare_ros_environment(allow_network_discovery: bool = False,
         env[DISCOVERY_ENV] = LOCALHOST
     env.setdefault(RMW_ENV, DEFAULT_RMW)
     return env[DISCOVERY_ENV]
-
-
-def init_rclpy(allow_network_discovery: bool = False):
-    """prepare_ros_environment(), then rclpy.init(); returns the rclpy module."""
-    prepare_ros_environment(allow_network_discovery)
-    import rclpy
-
-    rclpy.init()
-    return rclpy

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from robovlms_mobile.checkpoint import CheckpointError, load_checkpoint
-from robovlms_mobile.checkpoint_meta import TRAINER_TYPE, CheckpointMetadata
+from robovlms_mobile.checkpoint.format import CheckpointError, load_checkpoint
+from robovlms_mobile.checkpoint.metadata import TRAINER_TYPE, CheckpointMetadata
 from robovlms_mobile.model.model_folder import BaseModelError, check_model_folder
 from robovlms_mobile.runtime.precision import apply_precision, check_dtype
 from robovlms_mobile.task import ACTION_DIM
@@ -43,8 +43,8 @@ def check_head_weights(state_dict: dict[str, torch.Tensor], meta: CheckpointMeta
 
 def build_module(config: dict[str, Any], *, quiet: bool = True) -> Any:
     """MobileVLATrainer from a config (fresh trainable weights), in eval mode; upstream's prints silenced."""
-    from robovlms_mobile.registry import register
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.registry import register
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     register()
     with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():

@@ -21,15 +21,14 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
 from robovlms_mobile.data.prompt import encode_prompts, format_prompt
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.runtime.chunking import ChunkStrategy, StrategySpec
 from robovlms_mobile.runtime.precision import precision_of
-from robovlms_mobile.task import ACTION_AXES, MAX_INSTRUCTION_CHARS, check_instruction
+from robovlms_mobile.task import ACTION_AXES, check_instruction
 
-# MAX_INSTRUCTION_CHARS is re-exported: serve/app.py imports it from here
-__all__ = ["MAX_INSTRUCTION_CHARS", "EpisodeState", "MobileVLAPolicy", "TickResult", "check_frame"]
+__all__ = ["EpisodeState", "MobileVLAPolicy", "TickResult", "check_frame"]
 
 
 @dataclass
@@ -135,11 +134,15 @@ class MobileVLAPolicy:
         with episode.lock:
             return self._query(episode, frame_rgb, self._check_instruction(instruction, allow_empty=True))[0]
 
-    def step(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> TickResult:
-        """One control tick: query the model if the chunk strategy asks for it, return this tick's velocity."""
+    def step(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None, *,
+             allow_empty: bool = False) -> TickResult:
+        """One control tick: query the model if the chunk strategy asks for it, return this tick's velocity.
+
+        `allow_empty`: accept "" (the blank-instruction ablation reads the bare template); clients never send it.
+        """
         episode = episode or self._default
         with episode.lock:
-            instruction = self._check_instruction(instruction)
+            instruction = self._check_instruction(instruction, allow_empty=allow_empty)
             if instruction != episode.instruction:
                 episode.clear()  # training never mixes instructions within a window
             queried, model_ms = episode.strategy.needs_query(), 0.0

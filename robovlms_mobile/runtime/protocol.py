@@ -3,7 +3,7 @@
 A `Policy` runs one episode at a time: `reset()` starts it over, `act(frame, instruction)` runs
 one control tick and returns the velocity (2,) [linear_x, linear_y] in m/s. A frame is an RGB
 uint8 array (H, W, 3) or already encoded JPEG/PNG bytes (e.g. a ROS CompressedImage). In-process
-implementations: `eval.policy.InProcessPolicy`, `ros.sources.InProcessSource`; over the wire:
+implementation: `runtime.in_process.InProcessPolicy` (the one adapter of `MobileVLAPolicy`); over the wire:
 `runtime.client.RemotePolicy`.
 """
 

@@ -21,7 +21,7 @@ from robovlms_mobile.data.writers import event_types_for, write_episode_v4
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour_waypoints
 from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step
-from robovlms_mobile.task import FULL_EPISODE_FRAMES
+from robovlms_mobile.task import FRAME_SIZE, FULL_EPISODE_FRAMES
 
 MIN_LENGTH = 18  # V4 target length
 # stop frames after arriving: window + chunk - 1 (17), so that `window` training windows hold the robot
@@ -60,7 +60,7 @@ class ExpertEpisode(NamedTuple):
     outcome: Outcome
 
 
-def expert_episode(world: World, frame_size: tuple[int, int] = (144, 256), *, min_length: int = MIN_LENGTH,
+def expert_episode(world: World, frame_size: tuple[int, int] = FRAME_SIZE, *, min_length: int = MIN_LENGTH,
                    tail: int = STOP_TAIL, max_steps: int = 80) -> ExpertEpisode:
     """Run the expert in `world` and record it; raises if the expert does not succeed."""
     expert, state = ScriptedExpert(world), RobotState(*world.start)
@@ -81,7 +81,7 @@ def expert_episode(world: World, frame_size: tuple[int, int] = (144, 256), *, mi
     return ExpertEpisode(np.stack(frames), acts, np.array(state.trail), outcome)
 
 
-def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = (144, 256),
+def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
                           scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, tail: int = STOP_TAIL,
                           progress: bool = False) -> list[Path]:
     """Write `n_episodes` V4 files cycling through `scenarios`; world seed `[seed, i // len(scenarios)]`.

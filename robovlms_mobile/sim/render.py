@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from robovlms_mobile.sim.world import ROBOT_RADIUS, SUCCESS_RADIUS, World
+from robovlms_mobile.task import FRAME_SIZE
 
 CAM_H = 0.35  # camera height, m
 WALL_H = 1.3
@@ -54,7 +55,7 @@ def _box_hit(x0, x1, y0, y1, z0, z1, cx, cy, a, b):
     return np.where(hit, near, np.inf), face
 
 
-def render_frame(world: World, x: float, y: float, size: tuple[int, int] = (144, 256)) -> np.ndarray:
+def render_frame(world: World, x: float, y: float, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     """First-person RGB frame (H, W, 3) uint8 from the robot at (x, y)."""
     h, w = size
     a, b = _rays(h, w)

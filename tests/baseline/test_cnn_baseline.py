@@ -7,10 +7,10 @@ import copy
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import PLUGIN_KEY, load_checkpoint
+from robovlms_mobile.checkpoint.format import PLUGIN_KEY, load_checkpoint
 from robovlms_mobile.config import ConfigError, validate_config
-from robovlms_mobile.eval.policy import InProcessPolicy
-from robovlms_mobile.launcher import train
+from robovlms_mobile.runtime.in_process import InProcessPolicy
+from robovlms_mobile.train.launcher import train
 
 CNN = {"arch": "resnet10", "hidden_size": 32, "input_size": 32, "fusion_layers": 1, "heads": 4}
 
@@ -24,14 +24,14 @@ def cnn_config(tiny_config) -> dict:
 
 
 def test_upstream_lookup_builds_it(cnn_config):
-    from robovlms_mobile.registry import register
+    from robovlms_mobile.train.registry import register
 
     register()
     import robovlms.model.backbone as backbones
     from robovlms.train.base_trainer import BaseTrainer
 
-    from robovlms_mobile.baseline.backbone import RoboResNet
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.model.baseline.backbone import RoboResNet
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     assert getattr(backbones, "RoboResNet") is RoboResNet
     module = BaseTrainer.from_checkpoint(None, "torch", cnn_config)  # upstream's entry point, as main.py calls it

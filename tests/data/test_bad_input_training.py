@@ -14,7 +14,7 @@ import pytest
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
 from robovlms_mobile.data.scan import check_files
 from robovlms_mobile.data.split_file import make_split, write_split_file
-from robovlms_mobile.launcher import preflight_data, train
+from robovlms_mobile.train.launcher import preflight_data, train
 
 from bad_episodes import write_bad_files
 

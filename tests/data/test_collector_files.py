@@ -165,7 +165,7 @@ def test_show_and_convert_read_jpeg(lab, tmp_path):
 
 def test_collector_files_train(lab, tiny_config, tmp_path):
     """Every collector file (2 to 18 frames, raw and JPEG, V4 and V5) trains: finite loss, masked short windows."""
-    from robovlms_mobile.launcher import train
+    from robovlms_mobile.train.launcher import train
 
     d, files, _ = lab
     for name in ("train_dataset", "val_dataset"):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from robovlms_mobile.data.show import show_episode
-from robovlms_mobile.kinematics import integrate
+from robovlms_mobile.data.kinematics import integrate
 
 from bad_episodes import write_v4, write_v5
 

@@ -32,7 +32,7 @@ def sim_episodes(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sim_checkpoint(base_config, tiny_model_dir, sim_episodes, tmp_path_factory) -> Path:
     from helpers import build_once
-    from robovlms_mobile.launcher import train
+    from robovlms_mobile.train.launcher import train
 
     def build(out: Path) -> Path:
         cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, out)

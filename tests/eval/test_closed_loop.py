@@ -14,7 +14,8 @@ from PIL import Image
 from robovlms_mobile.data.prompt import encode_prompts
 from robovlms_mobile.data.transforms import preprocess_frames
 from robovlms_mobile.eval.closed_loop import evaluate_closed_loop, expert_path_length, run_episode
-from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy, Policy
+from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
+from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.runtime.client import RemotePolicy
 from robovlms_mobile.sim.expert import expert_episode
 from robovlms_mobile.sim.scenarios import build_world, parse_scenario

@@ -20,8 +20,8 @@ import os
 import pytest
 
 from robovlms_mobile.config import deep_update
-from robovlms_mobile.demo import DEMO_EPISODES, FRAME_SIZE  # the demo's data and camera size
-from robovlms_mobile.experiment import run_seeds, spread
+from robovlms_mobile.recipes.demo import DEMO_EPISODES, DEMO_FRAME_SIZE as FRAME_SIZE  # the demo's data and camera size
+from robovlms_mobile.recipes.train_eval import run_seeds, spread
 from sim_fixtures import make_tiny_config
 
 EVAL_EPISODES = 2  # per scenario: 24 closed-loop episodes per figure
@@ -38,7 +38,7 @@ RECIPES = {"product_pretrained_lora": PRODUCT, "full_ft": FULL_FT, "cnn_baseline
 
 @pytest.fixture(scope="module")
 def demo_episodes():
-    from robovlms_mobile.demo import expert_episodes
+    from robovlms_mobile.recipes.demo import expert_episodes
 
     return expert_episodes(DEMO_EPISODES, seed=0, frame_size=FRAME_SIZE)  # the demo's own, from the same cache
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from robovlms_mobile.config import ConfigError
-from robovlms_mobile.sweep import grid, parse_set, set_key
+from robovlms_mobile.recipes.sweep import grid, parse_set, set_key
 from sim_fixtures import make_tiny_config, sim_episodes  # noqa: F401  (fixture)
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))

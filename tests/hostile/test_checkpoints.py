@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from drive_fixtures import tiny_checkpoint  # noqa: F401  (session fixture)
-from robovlms_mobile.checkpoint import PLUGIN_KEY
+from robovlms_mobile.checkpoint.format import PLUGIN_KEY
 
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
 

@@ -188,7 +188,7 @@ def test_validate_refuses(hostile, case):
 
 def test_training_preflight_refuses_them_before_the_model(hostile):
     """The same files fail `preflight_data` (no frame decoding), one line each, before anything is built."""
-    from robovlms_mobile.launcher import preflight_data
+    from robovlms_mobile.train.launcher import preflight_data
 
     d, cases, _, _ = hostile
     configs = {"window_size": 8, "fwd_pred_next_n": 10,

@@ -166,7 +166,7 @@ def test_non_finite_action_is_a_json_500_never_a_200(tiny_checkpoint, tiny_model
             for tensor in policy.head.parameters():
                 tensor.fill_(float("nan"))
     else:  # the loader refuses a stored infinite scale; a policy given one in process still never answers 200
-        from robovlms_mobile.checkpoint import CheckpointError
+        from robovlms_mobile.checkpoint.format import CheckpointError
 
         with pytest.raises(CheckpointError, match="max_speed"):
             MobileVLAPolicy.from_checkpoint(corrupted(tiny_checkpoint, tmp_path / "bad.ckpt", max_speed=float("inf")),

@@ -9,11 +9,11 @@ import transformers
 from PIL import Image
 from safetensors.torch import load_file
 
+from robovlms_mobile.model.full_kosmos import published_kosmos2_config
 from robovlms_mobile.model.tiny_kosmos import (
     build_tiny_kosmos2,
     build_tokenizer,
     count_parameters_on_meta,
-    real_kosmos2_config,
 )
 
 
@@ -72,7 +72,7 @@ def test_determinism(tmp_path):
 
 
 def test_real_config_parameter_count_on_meta():
-    config = real_kosmos2_config()
+    config = published_kosmos2_config()
     assert (config.text_config.embed_dim, config.text_config.vocab_size, config.latent_query_num) == (2048, 65037, 64)
     assert 1.5e9 <= count_parameters_on_meta(config) <= 1.8e9
 

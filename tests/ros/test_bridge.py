@@ -40,7 +40,7 @@ def test_frame_from_msg():
 
 
 def test_importing_the_bridge_does_not_import_rclpy():
-    code = "import sys, robovlms_mobile.ros.bridge, robovlms_mobile.ros.cli; print('rclpy' in sys.modules)"
+    code = "import sys, robovlms_mobile.ros.bridge, robovlms_mobile.cli.ros; print('rclpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False"
 

@@ -9,9 +9,9 @@ import pytest
 
 from robovlms_mobile.ros.controller import DriveController
 from robovlms_mobile.ros.safety import ESTOP, IDLE, OK, STALE, SafetyConfig, SafetyLayer
-from robovlms_mobile.ros.sources import InProcessSource
+from robovlms_mobile.runtime.in_process import InProcessPolicy
 from robovlms_mobile.runtime.policy import MobileVLAPolicy
-from robovlms_mobile.serve.client import encode_jpeg
+from robovlms_mobile.runtime.client import encode_jpeg
 
 GO = "go around the box on the left and stop in front of the bottle"
 
@@ -33,7 +33,7 @@ def policy(tiny_checkpoint, tiny_model_dir):
 def rig(policy):
     clock = FakeClock()
     safety = SafetyLayer(SafetyConfig(max_linear_x=0.05, max_linear_y=1.0, deadline_s=0.5, max_accel=None), clock)
-    source = InProcessSource(policy)
+    source = InProcessPolicy.wrap(policy)
     return DriveController(source, safety, GO, max_frame_age_s=0.3, clock=clock), source, clock
 
 
@@ -117,7 +117,7 @@ def test_instruction_change_starts_a_new_episode(rig, frames):
 
 def test_worker_thread_ticks_until_stopped(policy, frames):
     safety = SafetyLayer(SafetyConfig())
-    controller = DriveController(InProcessSource(policy), safety, GO, max_frame_age_s=60.0)
+    controller = DriveController(InProcessPolicy.wrap(policy), safety, GO, max_frame_age_s=60.0)
     stop = threading.Event()
     worker = threading.Thread(target=controller.run, args=(stop, 1000.0))
     worker.start()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from robovlms_mobile.checkpoint import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError
+from robovlms_mobile.checkpoint.format import PLUGIN_KEY, CheckpointError, UnsafeCheckpointError
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.prompt import encode_prompts

@@ -136,7 +136,7 @@ def test_serve_dtype_reaches_the_loader_and_health(tiny_checkpoint, tiny_model_d
             except httpx.TransportError:
                 time.sleep(0.2)
         assert health is not None and health["policy"]["dtype"] == "int8"
-        from robovlms_mobile.serve.client import PolicyClient
+        from robovlms_mobile.runtime.client import PolicyClient
 
         with PolicyClient(url) as client:
             tick = client.act(frames[0], LEFT, episode_id=client.reset())

@@ -7,8 +7,8 @@ import pytest
 
 from robovlms_mobile.ros.controller import DriveController
 from robovlms_mobile.ros.safety import OK, SafetyConfig, SafetyLayer
-from robovlms_mobile.ros.sources import HttpSource
-from robovlms_mobile.serve.client import PolicyClient, PolicyServerError, encode_jpeg
+from robovlms_mobile.runtime.client import RemotePolicy as HttpSource
+from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, encode_jpeg
 
 GO = "go around the box on the left and stop in front of the bottle"
 

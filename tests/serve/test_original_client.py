@@ -142,7 +142,7 @@ def test_our_client_drives_an_original_api_server(original_server, frames):
 def test_ros_bridge_source_speaks_the_original_api(original_server, frames):
     """`ros-bridge --server URL --api original`: the bridge's action source posts /predict (no ROS needed here)."""
     from robovlms_mobile.cli import build_parser
-    from robovlms_mobile.ros.cli import _source
+    from robovlms_mobile.cli.ros import _source
 
     args = build_parser().parse_args(["ros-bridge", "--server", original_server.url, "--api", "original", "--api-key", KEY,
                                       "--instruction", LEFT])

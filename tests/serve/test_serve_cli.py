@@ -64,7 +64,7 @@ def test_server_with_default_settings(tiny_checkpoint, tiny_model_dir, tmp_path,
     """No API key, receding horizon: every tick queries the model."""
     srv = start_server(tiny_checkpoint, tiny_model_dir, tmp_path / "log.txt", env={})
     try:
-        from robovlms_mobile.serve.client import PolicyClient
+        from robovlms_mobile.runtime.client import PolicyClient
 
         with PolicyClient(srv.url) as client:
             assert client.health()["policy"]["strategy"] == {"name": "receding"}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robovlms_mobile.serve.client import encode_jpeg
+from robovlms_mobile.runtime.client import encode_jpeg
 
 GO = "go around the box on the left and stop in front of the bottle"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from robovlms_mobile.data.synthetic import Scenario, make_episode
-from robovlms_mobile.serve.client import PolicyClient, PolicyServerError, encode_jpeg
+from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, encode_jpeg
 
 CLIENTS, REQUESTS = 8, 25  # 200 /act requests in all
 INSTRUCTIONS = ["go around the box on the left and stop in front of the bottle",

@@ -11,7 +11,7 @@ from typing import Any
 
 from robovlms.model.backbone.base_backbone import BaseRoboVLM
 
-from robovlms_mobile.baseline.model import ResNetInstructionModel
+from robovlms_mobile.model.baseline.model import ResNetInstructionModel
 from robovlms_mobile.model.model_folder import build_processor
 
 CNN_DEFAULTS = {"arch": "resnet18", "hidden_size": 256, "input_size": 112, "fusion_layers": 1, "heads": 4}

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import (add_client_options, add_dtype_option, add_progress_option, frame_size,
+from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, add_dtype_option, add_progress_option, frame_size,
                                          positive_float, positive_int, nonnegative_int)
-from robovlms_mobile.sim.cli import scenario_arg
+from robovlms_mobile.cli.sim import scenario_arg
+from robovlms_mobile.task import FRAME_SIZE
 
 
 
@@ -42,7 +43,7 @@ def _cmd_offline(args: argparse.Namespace) -> int:
 def _cmd_closed_loop(args: argparse.Namespace) -> int:
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.plots import plot_closed_loop
-    from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
+    from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
     from robovlms_mobile.runtime.client import RemotePolicy
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
 
@@ -96,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--split-seed", type=int, default=0)
     o.add_argument("--batch-size", type=positive_int, default=8)
     o.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_offline)")
-    o.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    add_base_model_option(o)
     add_dtype_option(o)
     add_progress_option(o)
     o.set_defaults(func=_cmd_offline)
@@ -115,11 +116,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")
     c.add_argument("--max-steps", type=positive_int, default=40, help="steps before a timeout (default: %(default)s)")
     c.add_argument("--chunk-steps", type=positive_int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
-    c.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW camera frames (default: 144x256)")
+    c.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW camera frames (default: %(default)s)")
     c.add_argument("--gifs", type=nonnegative_int, default=4, help="rollouts saved as GIF (default: %(default)s)")
     c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")
     c.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_closed_loop)")
-    c.add_argument("--base-model-dir", help="backbone + tokenizer folder, overriding the paths in the checkpoint's config")
+    add_base_model_option(c)
     add_dtype_option(c)
     add_progress_option(c)
     c.set_defaults(func=_cmd_closed_loop)

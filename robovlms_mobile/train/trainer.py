@@ -22,23 +22,15 @@ from typing import Any
 import torch
 from robovlms.train.base_trainer import BaseTrainer
 
-from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, load_checkpoint
-from robovlms_mobile.checkpoint_meta import MAX_INSTRUCTIONS, TRAINER_TYPE, plugin_entry
+from robovlms_mobile.checkpoint.format import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, load_checkpoint
+from robovlms_mobile.checkpoint.metadata import MAX_INSTRUCTIONS, TRAINER_TYPE, plugin_entry
 from robovlms_mobile.config import validate_config
 from robovlms_mobile.data.dataset import DATA_SOURCE
 from robovlms_mobile.data.transforms import normalise_batch
+from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 from robovlms_mobile.model.lora import apply_lora
 from robovlms_mobile.model.model_folder import upstream_builders_guarded
 from robovlms_mobile.task import ACTION_AXES
-
-
-def ensure_kosmos2_patch() -> None:
-    """Apply the in-memory Kosmos-2 inputs_embeds patch (idempotent)."""
-    from transformers.models.kosmos2 import modeling_kosmos2
-
-    from robovlms_mobile.patches import kosmos2_inputs_embeds
-
-    kosmos2_inputs_embeds.apply(modeling_kosmos2)
 
 
 def set_gradient_checkpointing(backbone: torch.nn.Module, enabled: bool) -> None:

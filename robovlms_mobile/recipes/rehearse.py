@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from robovlms_mobile.memory import GIB, MemoryGuard, PeakRSS, PhaseLog, gpu_estimate
+from robovlms_mobile.train.memory import GIB, MemoryGuard, PeakRSS, PhaseLog, gpu_estimate
 
 DEFAULT_CACHE = Path(os.environ.get("ROBOVLMS_MOBILE_CACHE", Path.home() / ".cache" / "robovlms-mobile"))
 FULL_MODEL_DIRNAME = "kosmos-2-patch14-224-random"
@@ -127,7 +127,7 @@ def forward_backward(module: Any, batch: dict[str, Any]) -> tuple[float, int]:
 
 def compare_checkpointing(module: Any, batch: dict[str, Any]) -> dict[str, Any]:
     """Forward + backward on the same batch with gradient checkpointing off, then on."""
-    from robovlms_mobile.trainer import set_gradient_checkpointing
+    from robovlms_mobile.train.trainer import set_gradient_checkpointing
 
     trainer, module.trainer = module.trainer, None  # self.log outside a loop is a no-op without a trainer
     module.train()
@@ -159,12 +159,12 @@ def rehearse(config: str | Path | dict[str, Any], *, steps: int = 2, batch_size:
     """Run the rehearsal; returns every figure (and the reloaded module under "module" when `keep_model`)."""
     from lightning import Trainer, seed_everything
 
-    from robovlms_mobile.checkpoint_io import AtomicCheckpointIO
+    from robovlms_mobile.checkpoint.atomic_io import AtomicCheckpointIO
     from robovlms_mobile.config import load_config, validate_config
-    from robovlms_mobile.launcher import build_datamodule
-    from robovlms_mobile.registry import register
+    from robovlms_mobile.train.launcher import build_datamodule
+    from robovlms_mobile.train.registry import register
     from robovlms_mobile.runtime.loader import load_for_inference
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
     if steps < 1 or batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be >= 1, got {steps} and {batch_size}")

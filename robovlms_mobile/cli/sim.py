@@ -7,6 +7,7 @@ import json
 
 from robovlms_mobile.cli.options import frame_size
 from robovlms_mobile.data.format import DISTANCES
+from robovlms_mobile.task import FRAME_SIZE
 
 
 def scenario_arg(text: str):
@@ -49,6 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("scenario", type=scenario_arg, help=f"e.g. 1box_left_close, 2box_right_far, 2box_vert_left_medium (distances: {', '.join(DISTANCES)})")
     s.add_argument("--seed", type=int, default=0, help="world seed (default: %(default)s)")
     s.add_argument("--out", help="output folder (default: runs/sim/<scenario>_seed<seed>)")
-    s.add_argument("--frame-size", type=frame_size, default=(144, 256), help="HxW (default: 144x256)")
+    s.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW (default: %(default)s)")
     s.add_argument("--gif", action="store_true", help="also write expert.gif (camera + map)")
     s.set_defaults(func=_cmd_show)

@@ -15,8 +15,8 @@ MAX_BODY_MB = 1024.0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the commands that drive the robot: `serve` here, `ros-bridge` from robovlms_mobile.ros.cli."""
-    from robovlms_mobile.ros.cli import add_parser as add_ros_parser
+    """Register the commands that drive the robot: `serve` here, `ros-bridge` from robovlms_mobile.cli.ros."""
+    from robovlms_mobile.cli.ros import add_parser as add_ros_parser
 
     p = subparsers.add_parser(
         "serve", help="HTTP policy server for a checkpoint (POST /act, POST /predict, POST /reset, GET /health)",

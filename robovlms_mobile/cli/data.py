@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from robovlms_mobile.cli.options import positive_float, positive_int
+from robovlms_mobile.cli.options import add_progress_option, positive_float, positive_int
 from robovlms_mobile.task import CHUNK as DEFAULT_CHUNK
 from robovlms_mobile.task import MAX_SPEED as DEFAULT_MAX_SPEED
 from robovlms_mobile.task import STEP_S
@@ -142,7 +142,7 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--require-full-chunks", action="store_true",
                    help="refuse episodes shorter than window + chunk (default: config, else they train with the missing "
                         "future steps masked)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -167,7 +167,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders or files")
     p.add_argument("--out", default="data-stats", help="output folder (default: %(default)s)")
     p.add_argument("--pattern", help="file name pattern (default: *.h5)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("split", help="write a seeded, scenario-stratified train/val/test split file",
@@ -207,7 +207,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(func=_cmd_convert)
     return data
 

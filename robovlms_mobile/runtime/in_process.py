@@ -1,22 +1,34 @@
-"""The evaluators' policies; the protocol itself is `robovlms_mobile.runtime.protocol.Policy`.
+"""The one adapter from `MobileVLAPolicy` to the `Policy` protocol (runtime/protocol.py), and ablations.
 
 - `InProcessPolicy`: a MobileVLATrainer module in this process (trained checkpoint or untrained)
-  through the runtime's streaming policy, with the checkpoint's prompt template and action scale.
+  through the runtime's streaming policy, with the checkpoint's prompt template and action scale;
+  used by the evaluators and the ROS bridge alike.
 - a policy server over HTTP: `robovlms_mobile.runtime.client.RemotePolicy` (native or original API).
 - `BlankInstruction`: any policy with the instruction replaced by "" (ablation).
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
 from robovlms_mobile.runtime.chunking import StrategySpec
-from robovlms_mobile.runtime.policy import MobileVLAPolicy
-from robovlms_mobile.runtime.protocol import Policy
+from robovlms_mobile.runtime.policy import MobileVLAPolicy, TickResult
+from robovlms_mobile.runtime.protocol import Frame, Policy
+
+
+def to_rgb(frame: Frame) -> np.ndarray:
+    """RGB array as is; JPEG/PNG bytes (e.g. a ROS CompressedImage) decoded."""
+    if isinstance(frame, (bytes, bytearray)):
+        from PIL import Image
+
+        with Image.open(io.BytesIO(bytes(frame)), formats=("JPEG", "PNG")) as img:
+            return np.array(img.convert("RGB"))
+    return frame
 
 
 class InProcessPolicy:
@@ -30,10 +42,22 @@ class InProcessPolicy:
     def __init__(self, module: Any, meta: CheckpointMetadata, chunk_steps: int = 1):
         if not 1 <= chunk_steps <= meta.chunk:
             raise ValueError(f"chunk_steps must be in [1, {meta.chunk}], got {chunk_steps}")
-        self.module, self.meta, self.chunk_steps = module.eval(), meta, chunk_steps
-        self.runtime = MobileVLAPolicy(module, max_speed=meta.max_speed, prompt_template=meta.prompt_template,
-                                       strategy=StrategySpec("reuse", reuse_steps=chunk_steps), metadata=meta)
-        self.episode = self.runtime.new_episode()
+        self.chunk_steps = chunk_steps
+        self._attach(MobileVLAPolicy(module.eval(), max_speed=meta.max_speed, prompt_template=meta.prompt_template,
+                                     strategy=StrategySpec("reuse", reuse_steps=chunk_steps), metadata=meta))
+
+    @classmethod
+    def wrap(cls, runtime: MobileVLAPolicy) -> InProcessPolicy:
+        """An already built `MobileVLAPolicy` (its own chunk strategy, e.g. from `ros-bridge` flags) as a `Policy`."""
+        policy = cls.__new__(cls)
+        policy.chunk_steps = None
+        policy._attach(runtime)
+        return policy
+
+    def _attach(self, runtime: MobileVLAPolicy) -> None:
+        self.runtime, self.module, self.meta = runtime, runtime.module, runtime.metadata
+        self.episode = runtime.new_episode()
+        self.last: TickResult | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1,
@@ -58,11 +82,10 @@ class InProcessPolicy:
         """(chunk, 2) velocities in m/s with `frame_rgb` as the newest frame of the window."""
         return self.runtime.predict(frame_rgb, instruction, self.episode)
 
-    def act(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        strategy = self.episode.strategy
-        if strategy.needs_query():
-            strategy.update(self.predict_chunk(frame_rgb, instruction))
-        return strategy.action()
+    def act(self, frame: Frame, instruction: str) -> np.ndarray:
+        """One control tick through the runtime's chunk strategy; `last` keeps its TickResult."""
+        self.last = self.runtime.step(to_rgb(frame), instruction, self.episode, allow_empty=True)
+        return self.last.velocity
 
 
 class BlankInstruction:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 DEMO_EPISODES = 96  # eight seeded worlds for each of the 12 standard scenarios (left/right mirror pairs)
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
-FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
+DEMO_FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
 DEMO_SEEDS = (0, 1, 2)  # training seeds; every closed-loop figure is their mean ± std
 GOALS = {"success_min": 0.75, "blank_max_fraction_of_success": 0.5, "untrained_max": 0.0}
 
@@ -63,7 +63,7 @@ def link_into(path: Path, source: Path) -> None:
 EPISODE_CODE = ("sim/render.py", "sim/scenarios.py", "sim/world.py", "sim/expert.py", "data/writers.py", "task.py")
 
 
-def expert_episodes(n_episodes: int = DEMO_EPISODES, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
+def expert_episodes(n_episodes: int = DEMO_EPISODES, seed: int = 0, frame_size: tuple[int, int] = DEMO_FRAME_SIZE,
                     cache_root: str | Path | None = None, progress: bool = True) -> Path:
     """The demo's scripted-expert V4 episodes, from the content-keyed cache the pretrained model uses."""
     from robovlms_mobile.model.pretrain import build_cached, cache_key, default_cache_root
@@ -85,7 +85,7 @@ def prepare(config: dict[str, Any], timings: dict[str, dict[str, float]], n_epis
         episodes = expert_episodes(n_episodes, seed)
         for section in ("train_dataset", "val_dataset"):
             link_into(Path(config[section]["data_dir"]), episodes)
-    print(f"{n_episodes} scripted-expert V4 episodes ({FRAME_SIZE[0]}x{FRAME_SIZE[1]}): {episodes}")
+    print(f"{n_episodes} scripted-expert V4 episodes ({DEMO_FRAME_SIZE[0]}x{DEMO_FRAME_SIZE[1]}): {episodes}")
     with timed(timings, "pretrained_model"):
         source = pretrained_tiny_kosmos2(progress=True)
         link_into(Path(config["vlm"]["pretrained_model_name_or_path"]), source)
@@ -105,7 +105,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
              episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
     """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
     from robovlms_mobile.config import load_config
-    from robovlms_mobile.experiment import run_seeds, spread
+    from robovlms_mobile.recipes.train_eval import run_seeds, spread
 
     timings: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
@@ -113,7 +113,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
     source = prepare(config, timings)
     output_dir = Path(config["output_root"])
     with timed(timings, "train_and_closed_loop"):
-        runs = run_seeds(config, output_dir, seeds, episodes=episodes, frame_size=FRAME_SIZE, max_steps=max_steps,
+        runs = run_seeds(config, output_dir, seeds, episodes=episodes, frame_size=DEMO_FRAME_SIZE, max_steps=max_steps,
                          ablations=True, gifs=2, progress=progress)
     table = spread(runs)
     means = {k: v["mean"] for k, v in table.items()}

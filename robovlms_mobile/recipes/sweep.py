@@ -7,7 +7,6 @@ on its validation split and in the closed-loop simulator; the table goes to `res
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import itertools
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from robovlms_mobile.config import ConfigError, load_config, validate_config
+from robovlms_mobile.task import FRAME_SIZE
 
 SEED_COLUMNS = ("success_rate", "success_std", "blanked_success_rate", "blanked_success_std", "untrained_success_rate",
                 "collision_rate", "wrong_side_rate")
@@ -68,7 +68,7 @@ def grid(base: dict[str, Any], sets: list[tuple[str, list[Any]]]) -> list[tuple[
 
 
 def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output_dir: str | Path, *, max_steps: int | None = None,
-              max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = (144, 256),
+              max_epochs: int | None = None, episodes: int = 2, scenarios: Any = None, frame_size: tuple[int, int] = FRAME_SIZE,
               seeds: Sequence[int] | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Train + evaluate every combination; returns the table rows (also written to disk).
 
@@ -76,7 +76,7 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
     holds the closed-loop means and spreads over the seeds (trained, instruction blanked, untrained) instead
     of the offline figures.
     """
-    from robovlms_mobile.experiment import run_seeds, train_and_evaluate
+    from robovlms_mobile.recipes.train_eval import run_seeds, train_and_evaluate
 
     base = load_config(base_config)
     runs = grid(base, sets)
@@ -110,7 +110,7 @@ def _single_row(name: str, overrides: dict[str, Any], run: dict[str, Any], run_d
 
 
 def _seeds_row(name: str, overrides: dict[str, Any], seed_runs: list[dict[str, Any]]) -> dict[str, Any]:
-    from robovlms_mobile.experiment import spread
+    from robovlms_mobile.recipes.train_eval import spread
 
     success = spread(seed_runs)
     return {"run": name, **overrides, "seeds": " ".join(str(run["seed"]) for run in seed_runs),
@@ -151,36 +151,3 @@ def plot_sweep(rows: list[dict[str, Any]], out: Path) -> list[Path]:
         plot_bars(names, {k: [r.get(k) for r in rows] for k in ("mae_linear_x", "mae_linear_y", "instruction_sensitivity_linear_y")},
                   out / "offline.png", "offline (m/s)"),
     ]
-
-
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    sets = [parse_set(s) for s in args.set]
-    rows = run_sweep(args.base_config, sets, args.output_dir, max_steps=args.max_steps, max_epochs=args.max_epochs,
-                     episodes=args.episodes, scenarios=args.scenarios, frame_size=args.frame_size, seeds=args.seeds,
-                     progress=not args.no_progress)
-    print((Path(args.output_dir) / "results.md").read_text())
-    print(json.dumps({"runs": len(rows), "results": str(Path(args.output_dir) / "results.csv")}))
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `sweep`."""
-    from robovlms_mobile.cli.options import frame_size, positive_int, seed_list
-    from robovlms_mobile.sim.cli import scenario_arg
-
-    p = subparsers.add_parser("sweep", help="train and evaluate a grid of config values",
-                              description="Train every combination of the --set values through the launcher, evaluate each "
-                                          "offline (val split) and in closed loop, write results.csv / results.md and plots.")
-    p.add_argument("base_config", help="JSON experiment config the grid starts from")
-    p.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
-                   help="dotted config key and comma-separated values, e.g. train_setup.lora_r=8,16,32 (repeatable)")
-    p.add_argument("--output-dir", default="runs/sweep", help="one folder per run plus the tables (default: %(default)s)")
-    p.add_argument("--max-steps", type=positive_int, help="override trainer.max_steps for every run")
-    p.add_argument("--max-epochs", type=positive_int, help="override trainer.max_epochs for every run")
-    p.add_argument("--seeds", type=seed_list, help="train each combination once per seed (side by side) and tabulate "
-                   "the closed-loop mean and std over them, with the instruction blanked and untrained (no offline columns)")
-    p.add_argument("--episodes", type=positive_int, default=2, help="closed-loop worlds per scenario (default: %(default)s)")
-    p.add_argument("--scenarios", type=scenario_arg, nargs="+", help="closed-loop scenarios (default: the 12 standard ones)")
-    p.add_argument("--frame-size", type=frame_size, default=(144, 256), help="closed-loop camera HxW (default: 144x256)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_sweep)

@@ -21,19 +21,20 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     """
     import torch
 
-    from robovlms_mobile.checkpoint_meta import CheckpointMetadata
+    from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.offline import validation_report
-    from robovlms_mobile.eval.policy import BlankInstruction, InProcessPolicy
-    from robovlms_mobile.launcher import train
-    from robovlms_mobile.progress import EpochSummary
+    from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
+    from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+    from robovlms_mobile.train.launcher import train
+    from robovlms_mobile.train.progress import EpochSummary
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
 
     timer = timer or (lambda name: nullcontext())
     output_dir = Path(output_dir)
     with timer("train"):
         result = train(config, output_dir=output_dir, max_steps=max_steps, max_epochs=max_epochs, progress=progress,
-                       callbacks=callbacks)
+                       callbacks=callbacks, section_callbacks=SECTION_CALLBACKS)
     module = result["model"].eval()
     meta = CheckpointMetadata.from_config(module.configs)
     policy = InProcessPolicy(module, meta)

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.checkpoint import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, json_safe
+from robovlms_mobile.checkpoint.format import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, json_safe
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, MAX_TEXT_LEN, validate_template
 from robovlms_mobile.task import ACTION_AXES, ACTION_DIM, MAX_INSTRUCTION_CHARS, MAX_SPEED, check_instruction
+from robovlms_mobile.upstream import HEAD_TYPE, TRAINER_TYPE
 
-TRAINER_TYPE = "MobileVLATrainer"
-HEAD_TYPE = "MobileVLALSTMDecoder"
 BACKBONES = {"RoboKosMos": "kosmos", "RoboResNet": "resnet"}  # robovlm_name -> upstream's `model` key
 MAX_WINDOW = MAX_CHUNK = 64
 MAX_INSTRUCTIONS = 1024  # instructions recorded per checkpoint
@@ -147,7 +146,7 @@ def _act_head(stored: _Stored, window: int, chunk: int) -> dict[str, Any]:
 
 
 def _cnn_backbone(stored: _Stored) -> dict[str, Any]:
-    from robovlms_mobile.baseline.model import ARCHS
+    from robovlms_mobile.model.baseline.model import ARCHS
 
     out = {"arch": stored.choice("arch", tuple(ARCHS), "resnet18"), "hidden_size": stored.integer("hidden_size", 1, 4096, 256),
            "input_size": stored.integer("input_size", 16, 1024, 112), "fusion_layers": stored.integer("fusion_layers", 1, 16, 1),

@@ -7,7 +7,7 @@ each of those modules as it is imported, so nothing heavy is imported before ups
 
 - `robovlms.data.MobileVLAH5Dataset`
 - `robovlms.model.policy_head.MobileVLALSTMDecoder`
-- `robovlms.model.backbone.RoboResNet` (the CNN baseline, baseline/backbone.py)
+- `robovlms.model.backbone.RoboResNet` (the CNN baseline, model/baseline/backbone.py)
 - `BaseTrainer.from_checkpoint` dispatches on the config key `trainer_type`; configs without
   it build upstream's `BaseTrainer` exactly as before.
 - the Kosmos-2 `inputs_embeds` patch (patches/kosmos2_inputs_embeds.py).
@@ -19,6 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import robovlms_mobile_autoload as autoload
+
+from robovlms_mobile.upstream import CNN_TYPE, DATASET_TYPE, HEAD_TYPE, TRAINER_TYPE
 
 TRAINER_KEY = "trainer_type"
 _registered = False
@@ -66,31 +68,41 @@ def _lazy_attribute(module: ModuleType, name: str, target: str) -> None:
     module.__getattr__ = __getattr__
 
 
+# Every class the plugin puts into an upstream namespace: name there -> "module:attribute" here, imported
+# on first use (tests resolve each target string)
+LAZY_TARGETS = {
+    DATASET_TYPE: "robovlms_mobile.data.dataset:MobileVLAH5Dataset",
+    HEAD_TYPE: "robovlms_mobile.model.policy_head:MobileVLALSTMDecoder",
+    CNN_TYPE: "robovlms_mobile.model.baseline.backbone:RoboResNet",
+    TRAINER_TYPE: "robovlms_mobile.train.trainer:MobileVLATrainer",
+}
+
+
 def _register_dataset(module: ModuleType) -> None:
-    _lazy_attribute(module, "MobileVLAH5Dataset", "robovlms_mobile.data.dataset:MobileVLAH5Dataset")
+    _lazy_attribute(module, DATASET_TYPE, LAZY_TARGETS[DATASET_TYPE])
 
 
 def _register_head(module: ModuleType) -> None:
-    _lazy_attribute(module, "MobileVLALSTMDecoder", "robovlms_mobile.model.policy_head:MobileVLALSTMDecoder")
+    _lazy_attribute(module, HEAD_TYPE, LAZY_TARGETS[HEAD_TYPE])
 
 
 def _register_backbone(module: ModuleType) -> None:
-    _lazy_attribute(module, "RoboResNet", "robovlms_mobile.baseline.backbone:RoboResNet")
+    _lazy_attribute(module, CNN_TYPE, LAZY_TARGETS[CNN_TYPE])
 
 
 def _patch_kosmos2(module: ModuleType) -> None:
-    from robovlms_mobile.patches import kosmos2_inputs_embeds
+    from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 
-    kosmos2_inputs_embeds.apply(module)
+    ensure_kosmos2_patch()
 
 
 def trainer_classes() -> dict[str, type]:
     """Trainer classes selectable with `"trainer_type"` in a config."""
     from robovlms.train.base_trainer import BaseTrainer
 
-    from robovlms_mobile.trainer import MobileVLATrainer
+    from robovlms_mobile.train.trainer import MobileVLATrainer
 
-    return {"BaseTrainer": BaseTrainer, "MobileVLATrainer": MobileVLATrainer}
+    return {"BaseTrainer": BaseTrainer, TRAINER_TYPE: MobileVLATrainer}
 
 
 def resolve_trainer(configs: dict[str, Any] | None) -> type:
@@ -120,4 +132,4 @@ def _register_trainer_dispatch(module: ModuleType) -> None:
     base.from_checkpoint = classmethod(from_checkpoint)
     import robovlms.train
 
-    _lazy_attribute(robovlms.train, "MobileVLATrainer", "robovlms_mobile.trainer:MobileVLATrainer")
+    _lazy_attribute(robovlms.train, TRAINER_TYPE, LAZY_TARGETS[TRAINER_TYPE])

@@ -114,10 +114,8 @@ def _action_logger(path: str):
 
 
 def _source(args: argparse.Namespace):
-    from robovlms_mobile.ros.sources import HttpSource, InProcessSource
-
     if args.server:
-        from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError
+        from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, RemotePolicy
 
         client = PolicyClient(args.server, api_key=args.api_key, api=args.api)
         try:  # fail now, not at the first frame, if the server is not there or refuses the key
@@ -129,14 +127,15 @@ def _source(args: argparse.Namespace):
         if args.api == "original":
             if health.get("model_loaded") is False:
                 raise RuntimeError(f"policy server {args.server} says its model is not loaded (/health model_loaded false)")
-            return HttpSource(client, vlm_model="kosmos")
+            return RemotePolicy(client, vlm_model="kosmos")
         if "policy" not in health:
             raise RuntimeError(f"policy server {args.server} refused the API key (set ${API_KEY_ENV} or --api-key)")
-        return HttpSource(client)
+        return RemotePolicy(client)
     from robovlms_mobile.runtime.chunking import StrategySpec
+    from robovlms_mobile.runtime.in_process import InProcessPolicy
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
     strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
     device = resolve_device(args.device)
-    return InProcessSource(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
-                                                           strategy=strategy, device=device, dtype=args.dtype))
+    return InProcessPolicy.wrap(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
+                                                                strategy=strategy, device=device, dtype=args.dtype))

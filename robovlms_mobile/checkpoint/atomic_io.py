@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from robovlms_mobile.checkpoint import load_checkpoint
+from robovlms_mobile.checkpoint.format import load_checkpoint
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -13,13 +13,32 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
-from robovlms_mobile.checkpoint import load_checkpoint
+from robovlms_mobile.checkpoint.format import load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
-from robovlms_mobile.registry import register
+from robovlms_mobile.train.registry import register
 
 LIGHTNING_ONLY = ("logger",)  # config keys main.py converts itself before building the Trainer
+# Config sections a callback composed from above must claim (`train(..., section_callbacks=)`):
+# the launcher sits below evaluation, so it cannot build their callbacks itself.
+CLAIMED_SECTIONS = ("sim_eval",)
+SectionCallbacks = Mapping[str, Callable[[dict[str, Any], Path], Any]]
+
+
+def claimed_callbacks(configs: dict[str, Any], output_dir: Path, section_callbacks: SectionCallbacks | None,
+                      source: str = "config") -> list:
+    """One callback per claimable section the config sets; a section nobody claims is a one-line ConfigError."""
+    callbacks = []
+    for name in CLAIMED_SECTIONS:
+        if configs.get(name) is None:
+            continue
+        factory = (section_callbacks or {}).get(name)
+        if factory is None:
+            raise ConfigError(f"{source}: '{name}' is set but nothing here runs it (it needs the simulator evaluation "
+                              f"that `robovlms-mobile train` adds); remove the section or train with `robovlms-mobile train`")
+        callbacks.append(factory(configs[name], output_dir))
+    return callbacks
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> str | None:
@@ -39,7 +58,7 @@ def check_resume(path: str | None, configs: dict[str, Any]) -> None:
 
     Lightning reads it again when `fit` starts, through `AtomicCheckpointIO.load_checkpoint` (the same guarded read).
     """
-    from robovlms_mobile.trainer import check_same_shape
+    from robovlms_mobile.train.trainer import check_same_shape
 
     if path is not None:
         check_same_shape(load_checkpoint(path), configs, f"--resume {path}")
@@ -153,10 +172,9 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     """A Lightning Trainer from the config's `trainer` section, checkpointing into output_dir."""
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from robovlms_mobile.checkpoint_io import AtomicCheckpointIO
-    from robovlms_mobile.progress import EpochSummary
-    from robovlms_mobile.sim_eval_callback import SimEvalCallback
-    from robovlms_mobile.tb_logging import build_loggers
+    from robovlms_mobile.checkpoint.atomic_io import AtomicCheckpointIO
+    from robovlms_mobile.train.progress import EpochSummary
+    from robovlms_mobile.train.loggers import build_loggers
 
     kwargs = {k: v for k, v in copy.deepcopy(configs["trainer"]).items() if k not in LIGHTNING_ONLY}
     kwargs.setdefault("devices", configs.get("gpus", "auto"))
@@ -172,8 +190,6 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     epoch_ckpt = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
                                  save_last=True, save_top_k=-1, every_n_epochs=1)
     callbacks = [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
-    if configs.get("sim_eval"):  # closed loop every N epochs, best.ckpt by success (sim_eval_callback.py)
-        callbacks.append(SimEvalCallback(output_dir, **configs["sim_eval"]))
     if every_n_steps > 0:  # `last.ckpt` also every N optimiser steps, so a killed run loses at most N steps
         callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps))
     return Trainer(
@@ -196,8 +212,12 @@ def train(
     devices: int | None = None,
     progress: bool = True,
     callbacks: list | None = None,
+    section_callbacks: SectionCallbacks | None = None,
 ) -> dict[str, Any]:
-    """Train from a config file (or dict); returns final metrics and the checkpoint paths."""
+    """Train from a config file (or dict); returns final metrics and the checkpoint paths.
+
+    `section_callbacks` maps a config section (`sim_eval`) to the factory of the callback that runs it.
+    """
     configs, notes = prepare_config(config)  # before any upstream import: a bad config costs one line, nothing else
     source = "config" if isinstance(config, dict) else str(config)
     check_hardware_and_model(configs, source)
@@ -217,12 +237,13 @@ def train(
     configs["trainer"].setdefault("max_steps", -1)
     preflight_data(configs)
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
+    claimed = claimed_callbacks(configs, out, section_callbacks, source)
     check_output_dir(out)
     ckpt_path = resolve_resume(resume, out)
     check_resume(ckpt_path, configs)
     configs["output_dir"] = str(out)
     seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
-    trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)
+    trainer = build_trainer(configs, out, progress=progress, extra_callbacks=[*(callbacks or []), *claimed])
     configs["gpus"] = trainer.num_devices
     configs["train_setup"]["precision"] = configs["trainer"].get("precision", 32)
     model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)

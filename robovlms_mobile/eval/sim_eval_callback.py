@@ -17,39 +17,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
-
-SIM_EVAL_KEYS = {"every_n_epochs": int, "episodes": int, "seed": int, "gifs": int, "scenarios": list, "frame_size": list}
-
-
-def check_sim_eval(section: Any) -> dict[str, int]:
-    """Validate the ``sim_eval`` config section; raises ValueError naming the key."""
-    if not isinstance(section, dict):
-        raise ValueError("'sim_eval' must be an object, e.g. {\"every_n_epochs\": 2, \"episodes\": 1}")
-    from robovlms_mobile.sim.scenarios import parse_scenario
-
-    for key, value in section.items():
-        if key not in SIM_EVAL_KEYS:
-            raise ValueError(f"unknown key 'sim_eval.{key}'; allowed: {sorted(SIM_EVAL_KEYS)}")
-        if key == "scenarios":
-            if not isinstance(value, list) or not value:
-                raise ValueError(f"'sim_eval.scenarios' = {value!r}: expected a non-empty list of names like '1box_left_close'")
-            for name in value:
-                parse_scenario(str(name))  # ValueError names the bad one
-            continue
-        if key == "frame_size":
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in value)):
-                raise ValueError(f"'sim_eval.frame_size' = {value!r}: expected [height, width], integers >= 16")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key in ("seed", "gifs") else 1):
-            raise ValueError(f"'sim_eval.{key}' = {value!r}: expected an integer >= {0 if key in ('seed', 'gifs') else 1}")
-    return dict(section)
+from robovlms_mobile.task import FRAME_SIZE
 
 
 class SimEvalCallback(Callback):
     """Closed-loop evaluation every N training epochs; keeps ``best.ckpt`` by success rate."""
 
     def __init__(self, output_dir: str | Path, every_n_epochs: int = 1, episodes: int = 1, seed: int = 1000, gifs: int = 1,
-                 scenarios: list[str] | None = None, frame_size: list[int] | tuple[int, int] = (144, 256)):
+                 scenarios: list[str] | None = None, frame_size: list[int] | tuple[int, int] = FRAME_SIZE):
         from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, parse_scenario
 
         self.output_dir, self.every, self.episodes, self.seed, self.gifs = Path(output_dir), every_n_epochs, episodes, seed, gifs
@@ -77,9 +52,9 @@ class SimEvalCallback(Callback):
     def evaluate(self, pl_module: Any, step: int, epoch: int, loggers: list | None = None) -> dict[str, Any]:
         """One seeded closed-loop run of the module as it is now; training mode and RNG state restored."""
         from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
-        from robovlms_mobile.checkpoint_meta import CheckpointMetadata
-        from robovlms_mobile.eval.policy import InProcessPolicy
-        from robovlms_mobile.tb_logging import log_gif
+        from robovlms_mobile.checkpoint.metadata import CheckpointMetadata
+        from robovlms_mobile.runtime.in_process import InProcessPolicy
+        from robovlms_mobile.train.loggers import log_gif
 
         was_training = pl_module.training
         gif_dir = self.output_dir / "sim_eval_gifs" / f"epoch{epoch:03d}"
@@ -102,3 +77,11 @@ class SimEvalCallback(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_success = state_dict.get("best_success")
         self.history = list(state_dict.get("history", []))
+
+
+def sim_eval_callback(section: dict[str, Any], output_dir: Path) -> SimEvalCallback:
+    """The `sim_eval` config section's callback (the launcher's `section_callbacks` entry)."""
+    return SimEvalCallback(output_dir, **section)
+
+
+SECTION_CALLBACKS = {"sim_eval": sim_eval_callback}  # what `train` and the recipes hand the launcher
