@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robovlms_mobile.cli.options import command_group
+
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from robovlms_mobile.config.report import check_file
@@ -13,8 +15,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `config check`."""
-    p = sub.add_parser("config", help="inspect experiment configs", description="Inspect experiment configs.")
-    inner = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    inner = command_group(sub, "config", help="inspect experiment configs", description="Inspect experiment configs.")
     c = inner.add_parser("check", help="per key, what it does in this package",
                          description="Print, per key of a config (parents merged), what it does here: used, mapped to "
                                      "one of our keys, no effect here, or unknown (an error, exit 2).")

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from robovlms_mobile.cli.options import add_progress_option, positive_float, positive_int
+from robovlms_mobile.cli.options import add_progress_option, command_group, positive_float, positive_int
 from robovlms_mobile.task import CHUNK as DEFAULT_CHUNK
 from robovlms_mobile.task import MAX_SPEED as DEFAULT_MAX_SPEED
 from robovlms_mobile.task import STEP_S
@@ -145,11 +145,10 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     add_progress_option(p)
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the `data` command group to the main CLI."""
-    data = subparsers.add_parser("data", help="episode data toolkit: validate, stats, split, show, convert",
-                                 description="Check, inspect, split and convert robot episode files (V4/V5 HDF5, ROS 2 bags).")
-    sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    sub = command_group(subparsers, "data", help="episode data toolkit: validate, stats, split, show, convert",
+                        description="Check, inspect, split and convert robot episode files (V4/V5 HDF5, ROS 2 bags).")
 
     p = sub.add_parser("validate", help="check every file; table of problems, JSON report",
                        description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
@@ -209,5 +208,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_progress_option(p)
     p.set_defaults(func=_cmd_convert)
-    return data
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, add_dtype_option, add_progress_option, frame_size,
+from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, command_group, add_dtype_option, add_progress_option, frame_size,
                                          positive_float, positive_int, nonnegative_int)
 from robovlms_mobile.cli.sim import scenario_arg
 from robovlms_mobile.task import FRAME_SIZE
@@ -82,9 +82,8 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `eval offline` and `eval closed-loop`."""
-    p = subparsers.add_parser("eval", help="evaluate a checkpoint offline or in the closed-loop simulator",
-                              description="Offline metrics on episode files, or driving in the simulator.")
-    sub = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL_COMMAND")
+    sub = command_group(subparsers, "eval", help="evaluate a checkpoint offline or in the closed-loop simulator",
+                        description="Offline metrics on episode files, or driving in the simulator.")
 
     o = sub.add_parser("offline", help="MAE / RMSE / sign agreement / per-step error / instruction sensitivity on DATA",
                        description="Evaluate CKPT on the episode files in DATA: un-normalised per-axis errors, sign "

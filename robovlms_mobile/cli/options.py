@@ -84,6 +84,12 @@ def seed_list(text: str) -> tuple[int, ...]:
 
 
 # ---- option groups ----------------------------------------------------------------------------
+def command_group(subparsers: argparse._SubParsersAction, name: str, help: str, description: str) -> argparse._SubParsersAction:
+    """`robovlms-mobile NAME SUBCOMMAND`: the group's parser; returns its sub-command registry."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
 def add_progress_option(p: argparse.ArgumentParser) -> None:
     """`--no-progress`."""
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from robovlms_mobile.cli.options import frame_size
+from robovlms_mobile.cli.options import command_group, frame_size
 from robovlms_mobile.data.format import DISTANCES
 from robovlms_mobile.task import FRAME_SIZE
 
@@ -41,9 +41,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sim show`."""
-    p = subparsers.add_parser("sim", help="the closed-loop simulator (show a scenario)",
-                              description="Deterministic simulator of the navigation task.")
-    sub = p.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
+    sub = command_group(subparsers, "sim", help="the closed-loop simulator (show a scenario)",
+                        description="Deterministic simulator of the navigation task.")
     s = sub.add_parser("show", help="drive SCENARIO with the scripted expert and write its frames as PNG",
                        description="Write the first-person frames (frame_NNN.png) and a top-down map (map_000.png) of "
                                    "the scripted expert driving SCENARIO.")
