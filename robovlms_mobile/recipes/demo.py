@@ -104,12 +104,12 @@ def goals_met(trained: float, blank: float, untrained: float) -> dict[str, bool]
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True,
              episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
     """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
-    from robovlms_mobile.config import load_config
+    from robovlms_mobile.config import prepare_config
     from robovlms_mobile.recipes.train_eval import run_seeds, spread
 
     timings: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
-    config = load_config(config_path)
+    config, _ = prepare_config(config_path)  # checked once, before any work; `train` prints its notices
     source = prepare(config, timings)
     output_dir = Path(config["output_root"])
     with timed(timings, "train_and_closed_loop"):
