@@ -1,50 +1,130 @@
-"""`train --devices 2` on CPU: Lightning DDP over gloo, disjoint shards, reduced metrics, one checkpoint."""
+"""`train --devices 2` on CPU: Lightning DDP over gloo, past a sim_eval epoch, resumed after kill -9, a stall named.
+
+Every run is a real two-process run (the script below; Lightning re-executes it for rank 1) in
+its own session, waited for with a bound: a run that hangs is killed and the test fails saying so.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DDP_SCRIPT = r"""
-import json, sys
+import json, os, signal, sys, time
 import lightning.pytorch as pl
 from robovlms_mobile.train.launcher import train
 
-out = sys.argv[2]
+cfg, out, opts = json.load(open(sys.argv[1])), sys.argv[2], json.loads(sys.argv[3])
 
 class Record(pl.Callback):
-    episodes = []
+    def __init__(self):
+        self.episodes = []
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         self.episodes += batch["episode"]
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        at = [trainer.current_epoch, batch_idx]
+        if trainer.is_global_zero and opts.get("kill_at") == at:
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # kill -9 of every process of the run, mid-epoch
+        if trainer.global_rank == 1 and opts.get("block_at") == at:
+            time.sleep(3600)  # this rank stops making progress; the others run into the next collective
     def on_train_end(self, trainer, module):
-        with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
+        sim = next((c for c in trainer.callbacks if type(c).__name__ == "SimEvalCallback"), None)
+        with open(f"{out}/rank{trainer.global_rank}-{opts['tag']}.json", "w") as f:
             json.dump({"world_size": trainer.world_size, "backend": str(trainer.strategy.process_group_backend),
-                       "episodes": self.episodes, "val_loss": float(trainer.callback_metrics["val_loss"])}, f)
+                       "episodes": self.episodes, "val_loss": float(trainer.callback_metrics["val_loss"]),
+                       "sim": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("sim/")},
+                       "sim_state": sim.state_dict(), "global_step": trainer.global_step}, f)
 
-train(json.load(open(sys.argv[1])), output_dir=out, devices=2, progress=False, callbacks=[Record()])
+train(cfg, output_dir=out, devices=2, progress=False, callbacks=[Record()], resume=opts.get("resume"),
+      stall_timeout_min=opts.get("stall"))
 """
+BOUND_S = 420  # far beyond a healthy run here; only a hang reaches it
+SIM_EVAL = {"every_n_epochs": 1, "episodes": 1, "scenarios": ["1box_left_close"], "frame_size": [36, 64], "gifs": 1}
 
 
-def test_two_process_cpu_ddp(tiny_config, tmp_path):
+def _config(tiny_config: dict, tmp_path: Path, epochs: int) -> Path:
     cfg = tiny_config
-    cfg["trainer"].update(max_epochs=1, limit_val_batches=1)
+    cfg["trainer"].update(max_epochs=epochs, limit_val_batches=1, logger=["csv", "tensorboard"], log_every_n_steps=1)
+    cfg["sim_eval"] = SIM_EVAL
     for name in ("train_dataset", "val_dataset"):
         cfg[name]["val_ratio"] = 0.4  # 10 episodes: 6 train (3 per rank), 4 val (2 per rank): one batch each
-    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    script = tmp_path / "ddp_train.py"  # Lightning re-executes this script for rank 1
-    script.write_text(DDP_SCRIPT)
+        cfg[name]["cache_dir"] = str(tmp_path / "out" / "frame-cache")  # built by both ranks at once
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    (tmp_path / "ddp_train.py").write_text(DDP_SCRIPT)
+    (tmp_path / "out").mkdir(exist_ok=True)
+    return path
+
+
+def _run(tmp_path: Path, cfg: Path, **opts) -> subprocess.CompletedProcess:
+    """One two-process run in its own session; past BOUND_S its processes are killed and the test fails."""
     out = tmp_path / "out"
-    out.mkdir()
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "cfg.json"), str(out)], capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert all(r["world_size"] == 2 and r["backend"] == "gloo" for r in ranks)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "ddp_train.py"), str(cfg), str(out), json.dumps(opts)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=BOUND_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the two-process run {opts} made no exit in {BOUND_S} s (a DDP hang); stderr tail:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_two_process_cpu_ddp_past_sim_eval_and_resumed_after_kill9(tiny_config, tmp_path):
+    from robovlms_mobile.checkpoint import load_checkpoint
+
+    cfg = _config(tiny_config, tmp_path, epochs=2)
+    out = tmp_path / "out"
+    killed = _run(tmp_path, cfg, tag="first", kill_at=[1, 0])  # epoch 0 and its sim_eval done, then kill -9 in epoch 1
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert [h["epoch"] for h in json.loads((out / "sim_eval.json").read_text())] == [1]
+    assert sorted(p.name for p in out.glob("*.ckpt")) == ["best.ckpt", "epoch0-step1.ckpt", "last.ckpt"]
+
+    done = _run(tmp_path, cfg, tag="resumed", resume="last")
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}-resumed.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 and r["backend"] == "gloo" and r["global_step"] == 2 for r in ranks)
     a, b = (set(r["episodes"]) for r in ranks)
     assert a and b and not a & b, f"ranks must see disjoint episodes: {sorted(a & b)}"
     assert ranks[0]["val_loss"] == ranks[1]["val_loss"], "validation metrics are reduced across ranks"
-    ckpts = sorted(p.name for p in Path(out).glob("*.ckpt"))
-    assert ckpts == ["epoch0-step1.ckpt", "last.ckpt"], ckpts  # written once, by rank 0
-    assert not list(Path(out).glob(".*.tmp-*"))
+    # rank 0's evaluation, broadcast: the same sim/* metrics, history and best on every rank
+    assert set(ranks[0]["sim"]) == {"sim/success_rate", "sim/collision_rate", "sim/wrong_side_rate"}
+    assert ranks[0]["sim"] == ranks[1]["sim"] and ranks[0]["sim_state"] == ranks[1]["sim_state"]
+    history = json.loads((out / "sim_eval.json").read_text())
+    assert history == ranks[0]["sim_state"]["history"] and [h["epoch"] for h in history] == [1, 2]  # each once
+    record = [h["success_rate"] > max((e["success_rate"] for e in history[:i]), default=-1) for i, h in enumerate(history)]
+    assert [h.get("best", False) for h in history] == record, "best: each evaluation that beat every earlier one"
+    chosen = [h for h in history if h.get("best")][-1]
+    assert ranks[0]["sim_state"]["best_success"] == chosen["success_rate"] == max(h["success_rate"] for h in history)
+    best_ckpt = load_checkpoint(out / "best.ckpt")
+    assert best_ckpt["global_step"] == chosen["step"], "best.ckpt is the checkpoint of the highest success"
+    assert sorted(p.name for p in out.glob("*.ckpt")) == ["best.ckpt", "epoch0-step1.ckpt", "epoch1-step2.ckpt", "last.ckpt"]
+    assert not list(out.glob(".*.tmp-*")), "no half-written checkpoint"
+    # rank-0-only files: one writer each
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["version_0", "version_1"]  # one CSV log per launch
+    csv = (out / "logs" / "version_1" / "metrics.csv").read_text()
+    assert "sim/success_rate" in csv.splitlines()[0]
+    assert len(list((out / "tensorboard" / "version_0").glob("events.out.tfevents.*"))) == 2  # one per launch
+    assert [p.name for p in (out / "sim_eval_gifs").iterdir()] and all(
+        len(list(d.glob("*.gif"))) == 1 for d in (out / "sim_eval_gifs").iterdir())
+    # the frame cache both ranks built at once: one whole entry per episode, nothing half-written
+    cache = out / "frame-cache"
+    assert len(list(cache.glob("*.npy"))) == 10 and not list(cache.glob(".*"))
+    assert len(json.loads((cache / "manifest.json").read_text())) == 10
+
+
+def test_stalled_rank_ends_the_run_with_one_line(tiny_config, tmp_path):
+    cfg = _config(tiny_config, tmp_path, epochs=1)
+    stalled = _run(tmp_path, cfg, tag="stall", block_at=[0, 0], stall=0.2)  # rank 1 blocks after step 1; 12 s
+    lines = [line for line in stalled.stderr.splitlines() if line.startswith("robovlms-mobile train: stalled")]
+    assert stalled.returncode == 1, stalled.stderr[-4000:]
+    assert len(lines) == 1, stalled.stderr[-4000:]
+    assert "no rank made progress for 0.2 min" in lines[0]
+    assert "rank 1 at step 1 (after train batch 0 of epoch 0; now ddp_train.py:" in lines[0], lines[0]
+    assert "in on_train_batch_end) stopped first; rank 0 waits at step 1" in lines[0], lines[0]

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import run_command
-from robovlms_mobile.cli.options import OneLineParser, add_progress_option, frame_size, positive_int, seed_list
+from robovlms_mobile.cli.options import (OneLineParser, add_progress_option, frame_size, nonnegative_float, positive_int,
+                                         seed_list)
 from robovlms_mobile.recipes.demo import DEMO_SEEDS
 from robovlms_mobile.task import FRAME_SIZE
 from robovlms_mobile.cli.config import add_parser as add_config_parser
@@ -25,7 +26,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.config, output_dir=args.output_dir, resume=args.resume, max_steps=args.max_steps,
                    max_epochs=args.max_epochs, devices=args.devices, progress=not args.no_progress,
-                   section_callbacks=SECTION_CALLBACKS)
+                   section_callbacks=SECTION_CALLBACKS, stall_timeout_min=args.stall_timeout)
     if result["trainer"].is_global_zero:
         print(json.dumps({k: result[k] for k in ("output_dir", "last_checkpoint", "global_step", "metrics")}, indent=2))
     return 0
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=positive_int, help="override trainer.max_steps")
     p.add_argument("--max-epochs", type=positive_int, help="override trainer.max_epochs")
     p.add_argument("--devices", type=positive_int, help="processes/GPUs on this node; > 1 runs DDP (gloo on CPU, NCCL on GPU)")
+    p.add_argument("--stall-timeout", type=nonnegative_float, metavar="MIN",
+                   help="end the run with one line naming the rank and step when no rank made progress for MIN "
+                        "minutes (overrides stall_timeout_min, default 30; 0: off)")
     add_progress_option(p)
     p.set_defaults(func=_cmd_train)
 

@@ -117,6 +117,8 @@ TOP: dict[str, Key] = {
     "gpus": used("devices when trainer.devices is not set (upstream's name); the launcher records the count", POS_INT),
     "num_nodes": used("machines for DDP (-> trainer.num_nodes)", POS_INT),
     "gradient_clip_val": used("gradient clipping when trainer.gradient_clip_val is not set", optional(number(0))),
+    "stall_timeout_min": used("end the run with one line when no rank made progress for this many minutes "
+                              "(default 30; 0: off; train/watchdog.py)", number(0)),
     "checkpoint_every_n_steps": used("also write last.ckpt every N optimiser steps (0: per epoch only)", NONNEG_INT),
     "train_setup": used("what trains: LoRA, frozen parts (section)", obj),
     "act_head": used("the action head (section)", obj),

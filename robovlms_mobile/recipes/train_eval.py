@@ -59,7 +59,7 @@ def _step_file(path: Path) -> Any:
 
     class StepFile(Callback):
         def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
-            if trainer.global_step % 5 == 0:
+            if trainer.is_global_zero and trainer.global_step % 5 == 0:  # one writer under DDP
                 path.write_text(f"{trainer.global_step} {int(trainer.estimated_stepping_batches)}")
 
     return StepFile()

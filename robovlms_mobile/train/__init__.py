@@ -1,1 +1,1 @@
-"""train"""
+"""Training: the launcher, the trainer module, and what keeps a multi-process run in step."""

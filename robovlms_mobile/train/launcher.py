@@ -175,21 +175,27 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
     from robovlms_mobile.checkpoint.atomic_io import AtomicCheckpointIO
     from robovlms_mobile.train.progress import EpochSummary
     from robovlms_mobile.train.loggers import build_loggers
+    from robovlms_mobile.train.watchdog import DEFAULT_MINUTES, StallWatchdog
 
     kwargs = {k: v for k, v in copy.deepcopy(configs["trainer"]).items() if k not in LIGHTNING_ONLY}
     kwargs.setdefault("devices", configs.get("gpus", "auto"))
     kwargs["num_nodes"] = configs.get("num_nodes", kwargs.get("num_nodes", 1))
     kwargs.setdefault("gradient_clip_val", configs.get("gradient_clip_val"))
     multi = kwargs.get("num_nodes", 1) > 1 or (isinstance(kwargs["devices"], int) and kwargs["devices"] > 1)
+    stall_min = float(configs.get("stall_timeout_min", DEFAULT_MINUTES))
     if kwargs.get("strategy") == "ddp" or (multi and kwargs.get("strategy", "auto") == "auto"):
+        from datetime import timedelta
+
         from lightning.pytorch.strategies import DDPStrategy
 
-        # NCCL on GPUs, gloo on CPU: Lightning picks the backend from the accelerator
-        kwargs["strategy"] = DDPStrategy(find_unused_parameters=False)
+        # NCCL on GPUs, gloo on CPU: Lightning picks the backend from the accelerator. The collectives'
+        # timeout outlasts the watchdog's, so a stall ends with the watchdog's line rather than a timeout trace.
+        kwargs["strategy"] = DDPStrategy(find_unused_parameters=False, timeout=timedelta(minutes=max(30.0, stall_min + 10)))
     every_n_steps = int(configs.get("checkpoint_every_n_steps", 0))
     epoch_ckpt = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
                                  save_last=True, save_top_k=-1, every_n_epochs=1)
-    callbacks = [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
+    callbacks = [StallWatchdog(stall_min)] if stall_min > 0 else []  # first: its marks precede the other hooks
+    callbacks += [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
     if every_n_steps > 0:  # `last.ckpt` also every N optimiser steps, so a killed run loses at most N steps
         callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps))
     return Trainer(
@@ -213,10 +219,13 @@ def train(
     progress: bool = True,
     callbacks: list | None = None,
     section_callbacks: SectionCallbacks | None = None,
+    stall_timeout_min: float | None = None,
 ) -> dict[str, Any]:
     """Train from a config file (or dict); returns final metrics and the checkpoint paths.
 
     `section_callbacks` maps a config section (`sim_eval`) to the factory of the callback that runs it.
+    `stall_timeout_min` overrides the config's: minutes without progress on any rank before the
+    run is ended with one line (0: no watchdog).
     """
     configs, notes = prepare_config(config)  # before any upstream import: a bad config costs one line, nothing else
     source = "config" if isinstance(config, dict) else str(config)
@@ -234,6 +243,8 @@ def train(
         configs["trainer"]["max_epochs"] = max_epochs
     if devices is not None:
         configs["trainer"]["devices"] = devices
+    if stall_timeout_min is not None:
+        configs["stall_timeout_min"] = stall_timeout_min
     configs["trainer"].setdefault("max_steps", -1)
     preflight_data(configs)
     out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
