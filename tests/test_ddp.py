@@ -48,13 +48,14 @@ BOUND_S = 420  # far beyond a healthy run here; only a hang reaches it
 SIM_EVAL = {"every_n_epochs": 1, "episodes": 1, "scenarios": ["1box_left_close"], "frame_size": [36, 64], "gifs": 1}
 
 
-def _config(tiny_config: dict, tmp_path: Path, epochs: int) -> Path:
+def _config(tiny_config: dict, tmp_path: Path, epochs: int, frame_cache: bool = False) -> Path:
     cfg = tiny_config
     cfg["trainer"].update(max_epochs=epochs, limit_val_batches=1, logger=["csv", "tensorboard"], log_every_n_steps=1)
     cfg["sim_eval"] = SIM_EVAL
     for name in ("train_dataset", "val_dataset"):
         cfg[name]["val_ratio"] = 0.4  # 10 episodes: 6 train (3 per rank), 4 val (2 per rank): one batch each
-        cfg[name]["cache_dir"] = str(tmp_path / "out" / "frame-cache")  # built by both ranks at once
+        if frame_cache:
+            cfg[name]["cache_dir"] = str(tmp_path / "out" / "frame-cache")  # built by both ranks at once
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(cfg))
     (tmp_path / "ddp_train.py").write_text(DDP_SCRIPT)
@@ -79,14 +80,14 @@ def _run(tmp_path: Path, cfg: Path, **opts) -> subprocess.CompletedProcess:
 def test_two_process_cpu_ddp_past_sim_eval_and_resumed_after_kill9(tiny_config, tmp_path):
     from robovlms_mobile.checkpoint import load_checkpoint
 
-    cfg = _config(tiny_config, tmp_path, epochs=2)
+    cfg = _config(tiny_config, tmp_path, epochs=2, frame_cache=True)
     out = tmp_path / "out"
-    killed = _run(tmp_path, cfg, tag="first", kill_at=[1, 0])  # epoch 0 and its sim_eval done, then kill -9 in epoch 1
+    killed = _run(tmp_path, cfg, tag="first", kill_at=[1, 0], stall=1)  # epoch 0 and its sim_eval done, then kill -9 in epoch 1
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
     assert [h["epoch"] for h in json.loads((out / "sim_eval.json").read_text())] == [1]
     assert sorted(p.name for p in out.glob("*.ckpt")) == ["best.ckpt", "epoch0-step1.ckpt", "last.ckpt"]
 
-    done = _run(tmp_path, cfg, tag="resumed", resume="last")
+    done = _run(tmp_path, cfg, tag="resumed", resume="last", stall=1)  # a hang ends in a minute, with the rank named
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads((out / f"rank{r}-resumed.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 and r["backend"] == "gloo" and r["global_step"] == 2 for r in ranks)

@@ -31,7 +31,8 @@ def test_at_the_same_hook_the_rank_outside_a_collective_stopped_first():
 def test_ranks_all_in_a_collective_stopped_together():
     line = stall_line(1, {0: _beat(4, 1, "x", "distributed_c10d.py:1 in barrier", True),
                           1: _beat(4, 1, "x", "distributed_c10d.py:2 in all_reduce", True)})
-    assert "rank 0 at step 1" in line and "rank 1 at step 1" in line and "stopped together" in line
+    assert "rank 0 at step 1" in line and "rank 1 at step 1" in line
+    assert "stopped together in different collectives" in line  # the hang of issue 22: a barrier against an all_reduce
 
 
 def test_main_thread_place_is_read_from_another_thread():

@@ -67,6 +67,8 @@ def stall_line(minutes: float, beats: dict[int, dict[str, Any]]) -> str:
     rest = "; ".join(f"rank {r} waits at step {beats[r]['step']} ({beats[r]['where']}; now {beats[r].get('now', 'unknown')})"
                      for r in others)
     who = "stopped first" if others else "stopped together"
+    if not others and all(beats[r].get("waiting") for r in first) and len({beats[r].get("now") for r in first}) > 1:
+        who += " in different collectives (one rank entered a collective the others did not)"
     return (f"robovlms-mobile train: stalled: no rank made progress for {minutes:g} min (stall_timeout_min); "
             f"{named} {who}" + (f"; {rest}" if rest else "") + "; ending the run")
 
