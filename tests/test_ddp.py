@@ -18,6 +18,7 @@ import pytest
 DDP_SCRIPT = r"""
 import json, os, signal, sys, time
 import lightning.pytorch as pl
+from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
 from robovlms_mobile.train.launcher import train
 
 cfg, out, opts = json.load(open(sys.argv[1])), sys.argv[2], json.loads(sys.argv[3])
@@ -42,7 +43,7 @@ class Record(pl.Callback):
                        "sim_state": sim.state_dict(), "global_step": trainer.global_step}, f)
 
 train(cfg, output_dir=out, devices=2, progress=False, callbacks=[Record()], resume=opts.get("resume"),
-      stall_timeout_min=opts.get("stall"))
+      stall_timeout_min=opts.get("stall"), section_callbacks=SECTION_CALLBACKS)
 """
 BOUND_S = 420  # far beyond a healthy run here; only a hang reaches it
 SIM_EVAL = {"every_n_epochs": 1, "episodes": 1, "scenarios": ["1box_left_close"], "frame_size": [36, 64], "gifs": 1}
@@ -78,7 +79,7 @@ def _run(tmp_path: Path, cfg: Path, **opts) -> subprocess.CompletedProcess:
 
 
 def test_two_process_cpu_ddp_past_sim_eval_and_resumed_after_kill9(tiny_config, tmp_path):
-    from robovlms_mobile.checkpoint import load_checkpoint
+    from robovlms_mobile.checkpoint.format import load_checkpoint
 
     cfg = _config(tiny_config, tmp_path, epochs=2, frame_cache=True)
     out = tmp_path / "out"
