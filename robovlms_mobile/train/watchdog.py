@@ -95,7 +95,12 @@ class StallWatchdog(Callback):
         if stage != "fit" or self._thread is not None:
             return
         self.rank, self.world = trainer.global_rank, trainer.world_size
-        self.store = _shared_store(self.world)
+        try:
+            self.store = _shared_store(self.world)
+        except (KeyError, ValueError, RuntimeError) as exc:  # no rendezvous store to reach: train on, unwatched
+            if self.rank == 0:
+                print(f"robovlms-mobile train: notice: no stall watchdog ({type(exc).__name__}: {exc})", file=sys.stderr)
+            return
         self.note(trainer.global_step, "setting up")
         self._thread = threading.Thread(target=self._watch, name="stall-watchdog", daemon=True)
         self._thread.start()
