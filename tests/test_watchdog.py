@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +51,11 @@ def test_main_thread_place_is_read_from_another_thread():
 def test_bad_stall_timeout_is_one_clear_error(base_config, value):
     with pytest.raises(ConfigError, match="stall_timeout_min"):
         validate_config(dict(base_config, stall_timeout_min=value))
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_bad_stall_timeout_flag_is_one_line(value, tmp_path):
+    cli = str(Path(sys.executable).with_name("robovlms-mobile"))
+    out = subprocess.run([cli, "train", str(tmp_path / "cfg.json"), "--stall-timeout", value], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "--stall-timeout" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
