@@ -72,7 +72,7 @@ def check_output_dir(output_dir: Path) -> None:
     """Fail before training if checkpoints could not be written there."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write-probe"
+        probe = output_dir / f".write-probe-{os.getpid()}"  # one per process: ranks started together (torchrun) probe at once
         probe.write_bytes(b"0" * 4096)
         probe.unlink()
     except OSError as exc:
