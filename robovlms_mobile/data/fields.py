@@ -57,9 +57,10 @@ def content_hash(path: Path, images: h5py.Dataset, actions: h5py.Dataset) -> str
     elif images.chunks is None:
         h.update(np.ascontiguousarray(images[()]).tobytes())
     else:
-        infos = sorted((dsid.get_chunk_info(i) for i in range(dsid.get_num_chunks())), key=lambda c: c.chunk_offset)
-        for info in infos:
-            h.update(dsid.read_direct_chunk(info.chunk_offset)[1])
+        offsets: list[tuple[int, ...]] = []
+        dsid.chunk_iter(lambda info: offsets.append(info.chunk_offset))  # one pass; get_chunk_info(i) walks i chunks
+        for offset in sorted(offsets):
+            h.update(dsid.read_direct_chunk(offset)[1])
     _HASHES[key] = digest = h.hexdigest()
     return digest
 

@@ -28,6 +28,10 @@ MAX_EPISODE_FRAMES = 10_000  # far above any collector's episode (18 key presses
 MAX_FRAME_SIDE = 8192  # pixels, per side of a stored frame
 MAX_JPEG_BYTES = 32 * 2**20  # one stored JPEG frame
 MAX_COMPRESSION_RATIO = 1100  # gzip (deflate) cannot compress better than ~1032:1; more means unwritten data
+# Each chunk costs a B-tree lookup and a filter call however small it is: one chunk per step (a
+# collector appending rows) is always fine; beyond that a dataset's chunks must hold this much on average.
+MIN_MEAN_CHUNK_BYTES = 1024
+SPARE_CHUNKS = 64  # chunks every dataset may have on top of those
 
 
 

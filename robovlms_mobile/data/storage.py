@@ -2,8 +2,9 @@
 
 Checked from metadata only, before any data is read: a dataset reached through an external or
 soft link, a virtual dataset, external raw storage, an HDF5 filter this machine lacks, chunks
-that were declared but never written (read back as fill values), or more decompressed bytes
-than gzip can produce from what is stored.
+that were declared but never written (read back as fill values), more decompressed bytes
+than gzip can produce from what is stored, or more chunks than its size is worth (each chunk
+costs a lookup and a filter call: 61k one-byte chunks keep a reader busy for minutes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 
 import h5py
 
-from robovlms_mobile.data.format import MAX_COMPRESSION_RATIO
+from robovlms_mobile.data.format import MAX_COMPRESSION_RATIO, MIN_MEAN_CHUNK_BYTES, SPARE_CHUNKS
 
 
 class StorageError(ValueError):
@@ -63,6 +64,11 @@ def storage_problem(ds: h5py.Dataset, tag: str) -> StorageError | None:
     stored = ds.id.get_storage_size()
     if ds.chunks is not None:
         expected = math.prod(math.ceil(s / c) for s, c in zip(ds.shape, ds.chunks))
+        worth = max(ds.shape[0] if ds.shape else 1, ds.nbytes // MIN_MEAN_CHUNK_BYTES) + SPARE_CHUNKS
+        if expected > worth:
+            return StorageError("chunk_count", f"{name} of shape {ds.shape} ({ds.nbytes} bytes) is stored in {expected} "
+                                               f"chunks of shape {ds.chunks}; expected at most {worth} (one per step, or "
+                                               f"{MIN_MEAN_CHUNK_BYTES} bytes per chunk on average)")
         written = ds.id.get_num_chunks()
         if written < expected:
             return StorageError("unwritten_data", f"{name} declares shape {ds.shape} but stores only {written} of its "
