@@ -20,7 +20,8 @@ import numpy as np
 from robovlms_mobile.data.format import (EVENT_TYPES, MAX_EPISODE_FRAMES, MAX_FRAME_SIDE, MAX_JPEG_BYTES, MIN_EPISODE_FRAMES,
                                          V4_IMAGES, V5_IMAGES, instruction_from_name, scenario_of, side_of)
 from robovlms_mobile.data.fields import content_hash, read_event_types, read_instruction
-from robovlms_mobile.data.frames import dark_and_flat_frames, is_jpeg_storage, jpeg_size
+from robovlms_mobile.data.decode import ImageError
+from robovlms_mobile.data.frames import dark_and_flat_frames, frame_header, is_jpeg_storage
 from robovlms_mobile.data.storage import StorageError, member, storage_problem
 from robovlms_mobile.task import ACTION_AXES
 
@@ -158,11 +159,12 @@ def _check_images(images: h5py.Dataset, tag: str, add) -> tuple[tuple[int, int, 
             if not 0 < buf.size <= MAX_JPEG_BYTES:
                 add(Problem("error", "image_data", f"{tag} JPEG frame {t} has {buf.size} bytes; expected 1..{MAX_JPEG_BYTES}"))
                 return None, "jpeg"
-            try:
-                sizes.add(jpeg_size(buf))
-            except Exception as exc:  # PIL raises several types on bad data
-                add(Problem("error", "image_data", f"{tag} frame {t} of '{images.name}' is not a JPEG image ({exc})"))
+            try:  # every frame's markers walked: complete (end marker), few scans, pixels the bytes can hold
+                header = frame_header(buf)
+            except ImageError as exc:
+                add(Problem("error", "image_data", f"{tag} JPEG frame {t} of '{images.name}' is not usable: {exc}"))
                 return None, "jpeg"
+            sizes.add((header.height, header.width))
         (h, w), *others = sorted(sizes)
         if others:
             add(Problem("error", "image_shape", f"{tag} JPEG frames have different sizes {sorted(sizes)}; expected one size"))
@@ -319,7 +321,11 @@ def _check_events(f: h5py.File, check: EpisodeCheck, tag: str, n_frames: int | N
 
 
 def _check_frames(images: h5py.Dataset, storage: str, check: EpisodeCheck, tag: str) -> None:
-    black, flat = dark_and_flat_frames(images, storage, BLACK_MAX, CONSTANT_STD)
+    try:
+        black, flat = dark_and_flat_frames(images, storage, BLACK_MAX, CONSTANT_STD)
+    except ImageError as exc:
+        check.problems.append(Problem("error", "image_data", f"{tag} {exc}"))
+        return
     n = images.shape[0]
     for code, steps, what in (("black_frames", black, f"black (max value <= {BLACK_MAX})"),
                               ("constant_frames", flat, "one flat colour (camera frozen or blank?)")):

@@ -4,19 +4,18 @@ The V5 gradio collector's JPEG storage (`observations/images` (T,) vlen uint8, a
 `format=jpeg`) encodes an RGB array with OpenCV, which takes it for BGR: the JPEG's own colours
 have red and blue swapped. A standard decoder (PIL) therefore returns the camera's BGR order, so
 these frames are handled like V4's BGR frames: swapped back to RGB after resizing, where it is
-cheapest. Decoding uses PIL's libjpeg-turbo (measured in benchmarks/loader.py: `jpeg_over_raw`).
+cheapest. Decoding goes through `decode` (headers checked first) to PIL's libjpeg-turbo (measured in benchmarks/loader.py: `jpeg_over_raw`).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import h5py
 import numpy as np
-from PIL import Image
 
-JPEG_MAGIC = b"\xff\xd8\xff"
+from robovlms_mobile.data.decode import Header, ImageError, ImageLimits, check_header, decode_checked, open_checked, read_header
+from robovlms_mobile.data.format import MAX_FRAME_SIDE
+
+FRAME_LIMITS = ImageLimits(max_side=MAX_FRAME_SIDE, max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
 
 
 def is_jpeg_storage(images: h5py.Dataset) -> bool:
@@ -24,33 +23,25 @@ def is_jpeg_storage(images: h5py.Dataset) -> bool:
     return images.ndim == 1 and h5py.check_vlen_dtype(images.dtype) == np.dtype(np.uint8)
 
 
-def _pil(buf: bytes | np.ndarray) -> Image.Image:
+def frame_header(buf: bytes | np.ndarray) -> Header:
+    """A stored JPEG frame's checked header (size, scans, complete): raises ImageError before any decoding."""
     data = buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
-    if not data.startswith(JPEG_MAGIC):
-        raise ValueError("not JPEG data (no FF D8 FF start marker)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return Image.open(io.BytesIO(data), formats=["JPEG"])
+    header = read_header(data)
+    check_header(header, len(data), FRAME_LIMITS)
+    return header
 
 
-def jpeg_size(buf: bytes | np.ndarray) -> tuple[int, int]:
-    """(height, width) from a JPEG header, without decoding the pixels."""
-    img = _pil(buf)
-    return img.height, img.width
-
-
-def decode_jpeg(buf: bytes | np.ndarray, min_size: int | None = None) -> np.ndarray:
+def decode_jpeg(buf: bytes | np.ndarray, min_size: int | None = None, expect: tuple[int, int] | None = None) -> np.ndarray:
     """A JPEG as (H, W, 3) uint8 in the JPEG's own colour order (for collector files: the camera's BGR).
 
+    `expect`: the episode's (H, W); a header declaring another size is refused before decoding.
     With `min_size`, the decoder may scale by 1/2, 1/4 or 1/8 while both sides stay >= min_size
     (libjpeg's DCT scaling: ~5x faster on a 720p frame resized to 224 afterwards).
     """
-    img = _pil(buf)
+    img = open_checked(buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf), FRAME_LIMITS, expect=expect)
     if min_size:
         img.draft("RGB", (min_size, min_size))
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img)
+    return np.asarray(decode_checked(img))
 
 
 def read_frames_stored(f: h5py.File, episode, start: int, stop: int, *, min_size: int | None = None) -> tuple[np.ndarray, bool]:
@@ -60,7 +51,12 @@ def read_frames_stored(f: h5py.File, episode, start: int, stop: int, *, min_size
     """
     images = f[episode.image_key]
     if episode.storage == "jpeg":
-        frames = [decode_jpeg(buf, min_size) for buf in images[start:stop]]
+        frames = []
+        for t, buf in enumerate(images[start:stop], start):
+            try:
+                frames.append(decode_jpeg(buf, min_size, episode.frame_shape[:2]))
+            except ImageError as exc:
+                raise ImageError(exc.code, f"{episode.path}: JPEG frame {t} of '{episode.image_key}': {exc}") from None
         if len({x.shape for x in frames}) > 1 or (not min_size and frames and frames[0].shape != tuple(episode.frame_shape)):
             raise ValueError(f"JPEG frames {start}:{stop} have sizes {sorted({x.shape for x in frames})}, "
                              f"expected {tuple(episode.frame_shape)}")
@@ -81,7 +77,10 @@ def dark_and_flat_frames(images: h5py.Dataset, storage: str, black_max: int, con
     """Steps whose frame is black (max <= black_max) and those of one flat colour (per-channel std < constant_std)."""
     black, flat = [], []
     for t in range(images.shape[0]):  # one frame at a time (T is bounded by the checks): a 720p frame is 2.7 MB
-        frame = decode_jpeg(images[t]) if storage == "jpeg" else images[t]
+        try:
+            frame = decode_jpeg(images[t]) if storage == "jpeg" else images[t]
+        except ImageError as exc:
+            raise ImageError(exc.code, f"JPEG frame {t} of '{images.name}' cannot be decoded: {exc}") from None
         if int(frame.max()) <= black_max:
             black.append(t)
         elif float(frame.reshape(-1, frame.shape[-1]).std(axis=0).max()) < constant_std:  # flat in every channel

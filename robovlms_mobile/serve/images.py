@@ -1,49 +1,27 @@
-"""Uploaded images -> RGB uint8 arrays, refusing bombs before decoding: only the header is read first."""
+"""Uploaded images -> RGB uint8 arrays, refusing bombs before decoding (`data/decode.py`: the header is checked first)."""
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from robovlms_mobile.data.decode import ImageError, ImageLimits, decode_checked, open_checked
 from robovlms_mobile.serve.errors import ApiError
 
 FORMATS = ("JPEG", "PNG")
+STATUS = {"invalid_image": 422, "image_too_large": 413, "unsupported_image_format": 415}
 
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Largest accepted image: per side and in total pixels (checked from the header)."""
-
-    max_side: int = 4096
-    max_pixels: int = 3840 * 2160
+__all__ = ["FORMATS", "ImageLimits", "decode_image", "grey16_to_rgb"]
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8 (H, W, 3); ApiError 413/415/422 with the reason otherwise."""
-    if not data:
-        raise ApiError(422, "invalid_image", "the image is empty (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
-    except UnidentifiedImageError:
-        raise ApiError(415, "unsupported_image_format", f"the image is not one of {'/'.join(FORMATS)}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(422, "invalid_image", f"the image header is corrupt ({exc})") from None
-    width, height = img.size
-    if width < 1 or height < 1:
-        raise ApiError(422, "invalid_image", f"the image is {width}x{height} pixels")
-    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
-        raise ApiError(413, "image_too_large", f"the image is {width}x{height} pixels; the limit is {limits.max_side} "
-                                               f"per side and {limits.max_pixels} pixels in total")
-    try:
-        img.load()  # the full decode; a truncated file fails here (LOAD_TRUNCATED_IMAGES stays False)
+        img = decode_checked(open_checked(data, limits, formats=FORMATS), mode=None)
         if img.mode == "I" or img.mode.startswith("I;16"):
             return grey16_to_rgb(np.array(img))
-        rgb = img.convert("RGB")  # 8-bit grey, palette, alpha, CMYK JPEG
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ApiError(422, "invalid_image", f"the {img.format} image is truncated or corrupt ({exc})") from None
+        rgb = decode_checked(img)  # converted: 8-bit grey, palette, alpha, CMYK JPEG
+    except ImageError as exc:
+        raise ApiError(STATUS[exc.code], exc.code, str(exc)) from None
     return np.array(rgb)  # a writable copy (asarray of a PIL image is read-only; torch warns on those)
 
 

@@ -141,8 +141,8 @@ def build_cases(d: Path) -> dict[str, tuple[str, str]]:
                               "the limit is 512"),
         "instruction_not_utf8": ({"language_instruction": _instruction(np.array([b"\xff\xfe go"]))}, "not valid UTF-8"),
         "instruction_number": ({"language_instruction": _instruction(np.array([42]))}, "expected a UTF-8 string"),
-        "jpeg_header_bomb": ({"observations/images": _vlen([_huge_jpeg_header()] * T)}, "is not a JPEG image"),
-        "jpeg_not_jpeg": ({"observations/images": _vlen([b"GIF89a not a jpeg"] * T)}, "is not a JPEG image"),
+        "jpeg_header_bomb": ({"observations/images": _vlen([_huge_jpeg_header()] * T)}, "declares 60000x60000 pixels; the limit is 8192"),
+        "jpeg_not_jpeg": ({"observations/images": _vlen([b"GIF89a not a jpeg"] * T)}, "is not usable: not JPEG data"),
         "jpeg_empty_frame": ({"observations/images": _vlen([b""] * T)}, "has 0 bytes"),
     }
     out = {}
