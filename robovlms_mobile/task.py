@@ -6,6 +6,7 @@ here too, so changing the window or the chunk moves everything that depends on i
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 ACTION_AXES: tuple[str, ...] = ("linear_x", "linear_y")  # the policy's 2-DOF output, in this order
@@ -26,12 +27,19 @@ MAX_PROMPT_TOKENS = 256  # the tokenizer truncates the filled prompt at this man
 
 
 def check_instruction(value: Any, *, where: str = "instruction", allow_empty: bool = False) -> str:
-    """The one instruction check: a string of at most MAX_INSTRUCTION_CHARS; returns it stripped."""
+    """The one instruction check: a string of at most MAX_INSTRUCTION_CHARS with a visible character; returns it stripped.
+
+    Visible: a letter, digit, punctuation mark or symbol. Zero-width spaces, joiners, BOMs and other
+    format or control characters alone are an empty instruction that looks filled in.
+    """
     if not isinstance(value, str):
         raise ValueError(f"{where}: expected a string, got {type(value).__name__}")
-    text = value.strip()
-    if not text and not allow_empty:
-        raise ValueError(f"{where}: expected a non-empty string")
     if len(value) > MAX_INSTRUCTION_CHARS:
         raise ValueError(f"{where}: {len(value)} characters; the limit is {MAX_INSTRUCTION_CHARS}")
+    text = value.strip()
+    if not text and allow_empty:
+        return text
+    if not any(unicodedata.category(c)[0] in "LNPS" for c in text):
+        shown = f"{len(text)} invisible character(s) (U+{ord(text[0]):04X} ...); " if text else ""
+        raise ValueError(f"{where}: {shown}expected a non-empty string with visible characters")
     return text

@@ -17,6 +17,7 @@ from typing import Any
 
 from robovlms_mobile.checkpoint.format import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, json_safe
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, MAX_TEXT_LEN, validate_template
+from robovlms_mobile.errors import clip
 from robovlms_mobile.task import ACTION_AXES, ACTION_DIM, MAX_INSTRUCTION_CHARS, MAX_SPEED, check_instruction
 from robovlms_mobile.upstream import HEAD_TYPE, TRAINER_TYPE
 
@@ -49,7 +50,7 @@ class _Stored:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, value: Any, expected: str) -> CheckpointError:
-        return CheckpointError(f"{self.source}: stored '{self._key(key)}' = {str(value)[:80]!r}; expected {expected}")
+        return CheckpointError(f"{self.source}: stored '{self._key(key)}' = {clip(value)}; expected {expected}")
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         if key not in self.data:
@@ -163,7 +164,7 @@ def trusted_config(stored_config: Any, source: str, base_model_dir: str | Path |
     stored = _Stored(stored_config, source, "config")
     trainer = stored.get("trainer_type", None)
     if trainer != TRAINER_TYPE:
-        raise CheckpointError(f"{source}: stored trainer_type {str(trainer)[:80]!r}; expected {TRAINER_TYPE!r} "
+        raise CheckpointError(f"{source}: stored trainer_type {clip(trainer)}; expected {TRAINER_TYPE!r} "
                               f"(a robovlms-mobile checkpoint)")
     name = stored.choice("robovlm_name", tuple(BACKBONES))
     stored.choice("model", (BACKBONES[name],), BACKBONES[name])

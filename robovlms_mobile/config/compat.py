@@ -13,6 +13,7 @@ from typing import Any
 from robovlms_mobile.config.keys import (ACT_HEAD, CHUNK_ALIASES, DATASET, DATASET_TYPE, HEAD_TYPE, NO_EFFECT, SECTIONS, TOP,
                                          TRAINER_TYPE, Key)
 from robovlms_mobile.config.load import ConfigError
+from robovlms_mobile.errors import clip
 from robovlms_mobile.task import MAX_SPEED
 
 DATASET_SECTIONS = ("train_dataset", "val_dataset")
@@ -28,7 +29,7 @@ def checked(value: Any, key: str, spec: Key, source: str) -> Any:
     """`value` if the key's check accepts it, else one ConfigError line naming source and key."""
     want = spec.check(value)
     if want is not None:
-        raise ConfigError(f"{source}: '{key}' = {value!r}: expected {want}")
+        raise ConfigError(f"{source}: {clip(key)} = {clip(value)}: expected {want}")
     return value
 
 

@@ -15,12 +15,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from robovlms_mobile.errors import ConfigError  # re-exported: one class object
+from robovlms_mobile.errors import ConfigError, DuplicateKeyError, clip, unique_keys  # ConfigError re-exported: one class object
 
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; anything over 1 MiB is not one
 MAX_PARENT_DEPTH = 16
-
-
+MAX_NESTING = 32  # objects and lists inside one another; upstream's configs nest 3 levels deep
 
 
 def deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -58,10 +57,24 @@ def read_config_bytes(path: Path) -> bytes:
     return data
 
 
+def nesting_depth(value: Any) -> int:
+    """How deeply objects and lists nest in a parsed JSON value (iterative: any depth json accepted)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_config(data: bytes, path: Path) -> dict[str, Any]:
-    """A JSON object from the bytes; non-finite numbers are refused with their key."""
+    """A JSON object from the bytes; duplicate keys, deep nesting and non-finite numbers are refused with their key."""
     try:
-        raw = json.loads(data.decode("utf-8"))
+        raw = json.loads(data.decode("utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: key {clip(exc.args[0])} appears twice in one object (the first would be ignored "
+                          "silently); expected each key once") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected a JSON file") from None
     except json.JSONDecodeError as exc:
@@ -72,6 +85,8 @@ def parse_config(data: bytes, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level is a JSON {type(raw).__name__}; expected an object")
+    if nesting_depth(raw) > MAX_NESTING:
+        raise ConfigError(f"{path}: objects and lists nested more than {MAX_NESTING} levels deep; expected a config object")
     check_finite(raw, str(path))
     return raw
 
@@ -110,14 +125,14 @@ def load_config(path: str | Path, _chain: tuple[Path, ...] = (), _referrer: Path
     config: dict[str, Any] = {}
     parent = raw.get("parent")
     if parent is not None and not isinstance(parent, str):
-        raise ConfigError(f"{path}: key 'parent' = {parent!r}: expected a file name or null")
+        raise ConfigError(f"{path}: key 'parent' = {clip(parent)}: expected a file name or null")
     if parent:
         parent_path = _parent_path(parent, path)
         if not parent_path.exists():
-            raise ConfigError(f"{path}: key 'parent': {parent!r} not found (from the cwd or beside the file)")
+            raise ConfigError(f"{path}: key 'parent': {clip(parent)} not found (from the cwd or beside the file)")
         if parent_path.resolve() in chain:
             loop = " -> ".join(str(p) for p in (*chain, parent_path.resolve()))
-            raise ConfigError(f"{path}: key 'parent': {parent!r} makes a cycle ({loop}); expected a chain that ends")
+            raise ConfigError(f"{path}: key 'parent': {clip(parent)} makes a cycle ({loop}); expected a chain that ends")
         if len(chain) >= MAX_PARENT_DEPTH:
             raise ConfigError(f"{path}: key 'parent': more than {MAX_PARENT_DEPTH} levels of parents; expected a short chain")
         deep_update(config, load_config(parent_path, chain, path))

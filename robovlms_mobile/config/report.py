@@ -8,6 +8,7 @@ from typing import Any
 
 from robovlms_mobile.config.compat import is_mobile
 from robovlms_mobile.config.keys import LAUNCHER_SET, MAPPED, NO_EFFECT, SECTIONS, TOP, USED, Key
+from robovlms_mobile.errors import clip
 
 UNKNOWN = "unknown -> error"
 
@@ -60,7 +61,7 @@ def check_file(path: str, out: Any = sys.stdout) -> int:
     print(f"{len(table)} keys: " + ", ".join(f"{n} {k}" for k, n in counts.items()), file=out)
     unknown = [r[0] for r in table if r[2] == UNKNOWN]
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(repr(k) for k in unknown)}; expected only the keys listed "
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(clip(k) for k in unknown[:10])}; expected only the keys listed "
                           "in docs/configs.md")
     _, notes = prepare_config(configs, path)
     for line in notes:

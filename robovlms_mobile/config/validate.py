@@ -9,6 +9,7 @@ from robovlms_mobile.config.compat import DATASET_SECTIONS, checked, is_mobile, 
 from robovlms_mobile.config.keys import (ACT_HEAD, CNN, CNN_TYPE, DATASET, DATASET_TYPE, HEAD_TYPE, LAUNCHER_SET, SECTIONS,
                                          TOP, TRAIN_SETUP, Key)
 from robovlms_mobile.config.load import ConfigError, check_finite
+from robovlms_mobile.errors import clip
 
 REQUIRED_TOP = ("robovlm_name", "model", "window_size", "fwd_pred_next_n", "train_setup", "act_head", "vlm", "tokenizer", "trainer")
 
@@ -18,14 +19,14 @@ def unknown(key: str, table: dict[str, Key], source: str) -> ConfigError:
     leaf = key.rsplit(".", 1)[-1]
     close = difflib.get_close_matches(leaf, list(table), n=3, cutoff=0.75)
     hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-    return ConfigError(f"{source}: unknown key '{key}'{hint}; expected a key listed by `robovlms-mobile config check` "
+    return ConfigError(f"{source}: unknown key {clip(key)}{hint}; expected a key listed by `robovlms-mobile config check` "
                        "(docs/configs.md)")
 
 
 def check_section(section: Any, table: dict[str, Key], where: str, source: str) -> None:
     """Every key known to `table` and accepted by its check."""
     if not isinstance(section, dict):
-        raise ConfigError(f"{source}: '{where}' = {section!r}: expected an object")
+        raise ConfigError(f"{source}: '{where}' = {clip(section)}: expected an object")
     for key, value in section.items():
         if key not in table:
             if where == "trainer" and key in LAUNCHER_SET:
@@ -42,7 +43,7 @@ def _check_cnn(configs: dict[str, Any], source: str) -> None:
     cnn = configs.get("cnn_backbone", {})
     check_section(cnn, CNN, "cnn_backbone", source)
     if cnn.get("arch", "resnet18") not in ARCHS:
-        raise ConfigError(f"{source}: 'cnn_backbone.arch' = {cnn['arch']!r}: expected one of {list(ARCHS)}")
+        raise ConfigError(f"{source}: 'cnn_backbone.arch' = {clip(cnn['arch'])}: expected one of {list(ARCHS)}")
     if cnn.get("hidden_size", 256) % cnn.get("heads", 4):
         raise ConfigError(f"{source}: 'cnn_backbone.hidden_size' must be divisible by 'cnn_backbone.heads'")
     if configs["train_setup"].get("lora_enable", False):
@@ -98,7 +99,7 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
     if configs["robovlm_name"] == CNN_TYPE:
         _check_cnn(configs, source)
     elif "cnn_backbone" in configs:
-        raise ConfigError(f"{source}: 'cnn_backbone' is only read when 'robovlm_name' is {CNN_TYPE!r} (got {configs['robovlm_name']!r})")
+        raise ConfigError(f"{source}: 'cnn_backbone' is only read when 'robovlm_name' is {CNN_TYPE!r} (got {clip(configs['robovlm_name'])})")
     if not mobile:  # an upstream config: only the plugin's LoRA keys are ours to check
         lora = {k: v for k, v in configs["train_setup"].items() if k.startswith("lora_")}
         check_section(lora, {k: v for k, v in TRAIN_SETUP.items() if k.startswith("lora_")}, "train_setup", source)
@@ -116,17 +117,17 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
             _check_dataset(section, name, configs, source)
             datasets.append((name, section))
         elif mobile and name in configs:
-            raise ConfigError(f"{source}: '{name}.type' = {section.get('type') if isinstance(section, dict) else section!r}: "
+            raise ConfigError(f"{source}: '{name}.type' = {clip(section.get('type') if isinstance(section, dict) else section)}: "
                               f"expected {DATASET_TYPE!r}")
     if len(datasets) == 2:
         (a, sa), (b, sb) = datasets
         for key in ("max_speed", "prompt_template", "split_file"):  # one split file for both, or val could leak
             if sa.get(key) != sb.get(key):
-                raise ConfigError(f"{source}: '{a}.{key}' ({sa.get(key)!r}) and '{b}.{key}' ({sb.get(key)!r}) must match")
+                raise ConfigError(f"{source}: '{a}.{key}' ({clip(sa.get(key))}) and '{b}.{key}' ({clip(sb.get(key))}) must match")
         same_files = sa.get("data_dir") == sb.get("data_dir") and sa.get("pattern") == sb.get("pattern")
         if same_files and not sa.get("split_file"):  # one seeded split of the same files, or episodes cross it
             for key, default in (("val_ratio", 0.1), ("split_seed", 0)):
                 if sa.get(key, default) != sb.get(key, default):
-                    raise ConfigError(f"{source}: '{a}.{key}' ({sa.get(key, default)!r}) and '{b}.{key}' "
-                                      f"({sb.get(key, default)!r}) must match: one split of the same episodes")
+                    raise ConfigError(f"{source}: '{a}.{key}' ({clip(sa.get(key, default))}) and '{b}.{key}' "
+                                      f"({clip(sb.get(key, default))}) must match: one split of the same episodes")
     return configs

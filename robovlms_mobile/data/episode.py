@@ -23,6 +23,7 @@ from robovlms_mobile.data.fields import content_hash, read_event_types, read_ins
 from robovlms_mobile.data.decode import ImageError
 from robovlms_mobile.data.frames import dark_and_flat_frames, frame_header, is_jpeg_storage
 from robovlms_mobile.data.storage import StorageError, member, storage_problem
+from robovlms_mobile.errors import clip
 from robovlms_mobile.task import ACTION_AXES
 
 SIDE_RE = re.compile(r"(?:^|[_\W])(left|right)(?:$|[_\W])")
@@ -310,13 +311,13 @@ def _check_events(f: h5py.File, check: EpisodeCheck, tag: str, n_frames: int | N
     unknown = sorted(set(events) - set(EVENT_TYPES))
     if unknown:
         steps = [t for t, e in enumerate(events) if e not in EVENT_TYPES]
-        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) {unknown[:10]} "
+        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) {', '.join(clip(v) for v in unknown[:10])} "
                                                               f"at step(s) {steps[:10]}; expected {list(EVENT_TYPES)}"))
     if n_frames is not None and len(events) != n_frames:
         check.problems.append(Problem("error", "event_types",
                                       f"{tag} 'action_event_types' has {len(events)} entries for {n_frames} frames"))
     elif events and events[0] != "episode_start":
-        check.problems.append(Problem("warning", "event_types", f"{tag} first event is {events[0]!r}, not 'episode_start'"))
+        check.problems.append(Problem("warning", "event_types", f"{tag} first event is {clip(events[0])}, not 'episode_start'"))
     return events
 
 

@@ -19,6 +19,7 @@ from robovlms_mobile.errors import ConfigError
 from robovlms_mobile.data.episode import Episode
 from robovlms_mobile.data.format import V4_FIELDS, scenario_fields
 from robovlms_mobile.data.split import assign_splits
+from robovlms_mobile.errors import DuplicateKeyError, clip, unique_keys
 
 FORMAT = "robovlms-mobile-split/1"
 SPLIT_NAMES = ("train", "val", "test")
@@ -86,7 +87,9 @@ def read_split_file(path: str | Path) -> dict[str, Any]:
     """Load and check a split file; errors (ConfigError) name the file and the field."""
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"split_file {path}: key {clip(exc.args[0])} appears twice in one object; expected each key once") from None
     except FileNotFoundError:
         raise FileNotFoundError(f"split_file {str(path)!r} does not exist (write one with `robovlms-mobile data split`)") from None
     except json.JSONDecodeError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robovlms_mobile.errors import DuplicateKeyError, clip, unique_keys
 from robovlms_mobile.task import MAX_INSTRUCTION_CHARS, check_instruction
 
 log = logging.getLogger("uvicorn.error")
@@ -46,7 +47,9 @@ def load_instruction_map(path: str | Path) -> dict[str, str]:
     if path.stat().st_size > MAX_MAP_BYTES:
         raise ValueError(f"{where}: {path.stat().st_size} bytes; the limit is {MAX_MAP_BYTES}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise ValueError(f"{where}: key {clip(exc.args[0])} appears twice; expected each key once") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{where}: not a JSON file ({str(exc).splitlines()[0][:200]})") from None
     if isinstance(data, dict) and MAP_KEY in data:
@@ -57,8 +60,8 @@ def load_instruction_map(path: str | Path) -> dict[str, str]:
         raise ValueError(f"{where}: {len(data)} entries; the limit is {MAX_MAP_ENTRIES}")
     out = {}
     for key, value in data.items():
-        src = check_instruction(key, where=f"{where} key {key[:60]!r}")
-        out[src] = check_instruction(value, where=f"{where} value of {key[:60]!r}")
+        src = check_instruction(key, where=f"{where} key {clip(key)}")
+        out[src] = check_instruction(value, where=f"{where} value of {clip(key)}")
     return out
 
 

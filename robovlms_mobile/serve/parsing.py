@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 
 from robovlms_mobile.serve.episodes import EPISODE_ID
+from robovlms_mobile.errors import DuplicateKeyError, clip, unique_keys
 from robovlms_mobile.serve.errors import ApiError
 from robovlms_mobile.task import check_instruction as check_instruction_text
 
@@ -59,7 +60,9 @@ def deep_field(text: str, limit: int = MAX_DEPTH) -> str | None:
 def parse_json(raw: bytes) -> Any:
     """JSON bytes -> value; ApiError 400 naming the problem (and the field, for too-deep nesting)."""
     try:
-        return json.loads(raw, parse_int=_parse_int)
+        return json.loads(raw, parse_int=_parse_int, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise ApiError(422, "invalid_field", f"field {clip(exc.args[0])} appears twice in one object; send each field once") from None
     except RecursionError:
         field = deep_field(raw.decode("utf-8", errors="replace"))
         where = f"field {field!r}" if field else "the JSON body"
@@ -84,7 +87,7 @@ async def read_json(request: Request, optional: bool = False, raw: bytes | None 
 
 def check_fields(fields: Any, allowed: set[str], route: str) -> None:
     """422 naming any field `route` does not take."""
-    unknown = sorted(str(k)[:60] for k in set(fields) - allowed)
+    unknown = sorted(clip(str(k)) for k in set(fields) - allowed)
     if unknown:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise ApiError(422, "unknown_field", f"unknown field(s) {unknown[:10]}{more}; {route} takes {sorted(allowed)}")
@@ -137,6 +140,6 @@ def check_choice(value: Any, name: str, choices: set[str]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        shown = repr(value)[:60] if isinstance(value, str) else type(value).__name__
+        shown = clip(value) if isinstance(value, str) else type(value).__name__
         raise ApiError(422, "invalid_field", f"'{name}' must be one of {sorted(choices)}, got {shown}")
     return value.strip().lower()
