@@ -60,7 +60,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from robovlms_mobile.serve.app import ServerSettings, create_app
-    from robovlms_mobile.serve.images import ImageLimits
+    from robovlms_mobile.data.decode import ImageLimits
 
     settings = ServerSettings(api_key=api_key, max_body_bytes=int(args.max_body_mb * 1024 * 1024),
                               image=ImageLimits(args.max_image_side, args.max_image_pixels), max_episodes=args.max_episodes)

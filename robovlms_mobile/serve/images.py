@@ -10,8 +10,6 @@ from robovlms_mobile.serve.errors import ApiError
 FORMATS = ("JPEG", "PNG")
 STATUS = {"invalid_image": 422, "image_too_large": 413, "unsupported_image_format": 415}
 
-__all__ = ["FORMATS", "ImageLimits", "decode_image", "grey16_to_rgb"]
-
 
 def decode_image(data: bytes, limits: ImageLimits) -> np.ndarray:
     """JPEG/PNG bytes -> RGB uint8 (H, W, 3); ApiError 413/415/422 with the reason otherwise."""

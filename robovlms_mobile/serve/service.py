@@ -14,10 +14,11 @@ import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from robovlms_mobile.data.decode import ImageLimits
 from robovlms_mobile.runtime.policy import EpisodeState, MobileVLAPolicy, TickResult
 from robovlms_mobile.serve.episodes import EpisodeStore
 from robovlms_mobile.serve.errors import ApiError
-from robovlms_mobile.serve.images import ImageLimits, decode_image
+from robovlms_mobile.serve.images import decode_image
 from robovlms_mobile.serve.instructions import InstructionBook
 from robovlms_mobile.task import MAX_INSTRUCTION_CHARS
 

@@ -26,7 +26,8 @@ from drive_fixtures import frames, tiny_checkpoint  # noqa: E402,F401  (shared s
 from server_process import CLI, server_env, start_server, stop_server  # noqa: E402
 
 from robovlms_mobile.runtime.client import encode_jpeg  # noqa: E402
-from robovlms_mobile.serve.images import ImageLimits, decode_image  # noqa: E402
+from robovlms_mobile.data.decode import ImageLimits  # noqa: E402
+from robovlms_mobile.serve.images import decode_image  # noqa: E402
 
 KEY = "hostile-key-0123456789"
 GO = "go around the box on the left and stop in front of the bottle"

@@ -14,7 +14,8 @@ import torch
 
 from robovlms_mobile.data.format import instruction_for
 from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, RemotePolicy
-from robovlms_mobile.serve.images import ImageLimits, decode_image
+from robovlms_mobile.data.decode import ImageLimits
+from robovlms_mobile.serve.images import decode_image
 from robot_client import RobotClient
 from server_process import start_server, stop_server
 
