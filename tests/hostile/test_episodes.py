@@ -67,6 +67,38 @@ def _huge_jpeg_header(side: int = 60000) -> bytes:
     return bytes(data)
 
 
+def _declares(data: bytes, height: int, width: int) -> bytes:
+    """A JPEG whose SOF0 header is rewritten to declare height x width (the entropy data stays as small as it was)."""
+    data = bytearray(data)
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5: sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def _repeated_scans(n: int) -> bytes:
+    """A progressive JPEG of the frame size whose last scan is repeated n times (each repeat: a decoder pass over every pixel)."""
+    buf = io.BytesIO()
+    Image.fromarray(_frames()[0]).save(buf, "JPEG", quality=90, progressive=True)
+    data = buf.getvalue()
+    sos, eoi = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:eoi] + data[sos:eoi] * n + data[eoi:]
+
+
+def _jpeg_frames(bad: dict[int, bytes]) -> list[bytes]:
+    """The episode's frames as JPEG, with frame t replaced by bad[t]."""
+    return [bad.get(t, _jpeg(frame)) for t, frame in enumerate(_frames())]
+
+
+def _tiny_chunks(f, key):
+    f.create_dataset(key, data=_frames(), chunks=(1, 1, 1, 1))  # T*16*16*3 = 13,824 one-byte chunks
+
+
+def _events(values):
+    def write(f, key):
+        f.create_dataset(key, data=values, dtype=h5py.string_dtype("utf-8"))
+    return write
+
+
 def _vlen(items: list[bytes]):
     def write(f, key):
         ds = f.create_dataset(key, (len(items),), dtype=h5py.vlen_dtype(np.uint8))
@@ -144,6 +176,23 @@ def build_cases(d: Path) -> dict[str, tuple[str, str]]:
         "jpeg_header_bomb": ({"observations/images": _vlen([_huge_jpeg_header()] * T)}, "declares 60000x60000 pixels; the limit is 8192"),
         "jpeg_not_jpeg": ({"observations/images": _vlen([b"GIF89a not a jpeg"] * T)}, "is not usable: not JPEG data"),
         "jpeg_empty_frame": ({"observations/images": _vlen([b""] * T)}, "has 0 bytes"),
+        # issue 21: work a small input can demand, frames that cannot be decoded, values echoed back
+        "images_one_byte_chunks": ({"images": _tiny_chunks}, "is stored in 13824 chunks of shape (1, 1, 1, 1); expected at most 82"),
+        "jpeg_declares_8000x8000": ({"observations/images": _vlen([_declares(_jpeg(f), 8000, 8000) for f in _frames()])},
+                                    "declares 8000x8000 pixels in"),
+        "jpeg_2000_scans": ({"observations/images": _vlen(_jpeg_frames({3: _repeated_scans(2000)}))},
+                            "JPEG frame 3 of '/observations/images' is not usable: progressive JPEG with more than 32 scans"),
+        "jpeg_truncated_frame": ({"observations/images": _vlen(_jpeg_frames({7: _jpeg(_frames()[7])[:-40]}))},
+                                 "JPEG frame 7 of '/observations/images' is not usable: truncated JPEG"),
+        "jpeg_no_scan": ({"observations/images": _vlen(_jpeg_frames({0: b"\xff\xd8\xff\xd9"}))}, "no frame header or no scan"),
+        "jpeg_frame_of_another_size": ({"observations/images": _vlen(_jpeg_frames({5: _jpeg(np.zeros((32, 16, 3), np.uint8))}))},
+                                       "JPEG frames have different sizes"),
+        "event_type_1mb": ({"action_event_types": _events(["episode_start"] + ["x" * 1_000_000] + ["stop_action"] * (T - 2))},
+                           "unknown value(s) 'xxxxxxxxxx"),
+        "instruction_zero_width": ({"language_instruction": _instruction(np.array(["\u200b\u200b\u200b".encode()]))},
+                                   "3 invisible character(s) (U+200B ...)"),
+        "instruction_control_chars": ({"language_instruction": _instruction(np.array([b"\x01\x02\x7f"]))},
+                                      "invisible character(s) (U+0001 ...)"),
     }
     out = {}
     for case, (datasets, expected) in cases.items():
@@ -173,7 +222,10 @@ CASE_NAMES = ["images_external_link_to_fifo", "images_external_link_to_file", "i
               "virtual_dataset_missing_source", "external_raw_storage", "million_frames_declared", "unwritten_chunks",
               "contiguous_never_written", "unavailable_filter", "zero_by_zero_frames", "instruction_group",
               "instruction_100kb", "instruction_not_utf8", "instruction_number", "jpeg_header_bomb", "jpeg_not_jpeg",
-              "jpeg_empty_frame", "actions_declared_unwritten"]
+              "jpeg_empty_frame", "actions_declared_unwritten", "images_one_byte_chunks", "jpeg_declares_8000x8000",
+              "jpeg_2000_scans", "jpeg_truncated_frame", "jpeg_no_scan", "jpeg_frame_of_another_size", "event_type_1mb",
+              "instruction_zero_width", "instruction_control_chars"]
+MAX_LINE = 1000  # characters: no refusal row echoes a value in full
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
@@ -183,6 +235,7 @@ def test_validate_refuses(hostile, case):
     assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
     rows = [line for line in out.stdout.splitlines() if line.startswith(str(d / name)) and " error " in line]
     assert len(rows) == 1 and expected in rows[0], (case, rows, out.stdout[-3000:])
+    assert len(rows[0]) < MAX_LINE, rows[0][:2000]
     assert f"{len(CASE_NAMES) + 1} file(s): 1 ok, 0 with warnings only, {len(CASE_NAMES)} with errors" in out.stdout
 
 
@@ -199,7 +252,7 @@ def test_training_preflight_refuses_them_before_the_model(hostile):
     assert lines[0] == f"{len(CASE_NAMES)} invalid episode file(s):"
     for case, (name, expected) in cases.items():
         (line,) = [x for x in lines if f"{d / name}: " in x]
-        assert expected in line, (case, line)
+        assert expected in line and len(line) < MAX_LINE, (case, line[:2000])
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -280,3 +333,42 @@ def test_json_report_counts(hostile, tmp_path):
                          capture_output=True, text=True, timeout=TIMEOUT)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert out.returncode == 1 and doc["summary"]["errors"] == len(CASE_NAMES)
+
+
+def test_loader_checks_each_frame_header_against_the_episode(tmp_path):
+    """A frame replaced after the check (another size) is refused by the loader before decoding, naming file and frame."""
+    from robovlms_mobile.data.decode import ImageError
+    from robovlms_mobile.data.frames import read_frames_stored
+    from robovlms_mobile.data.writers import write_episode_v5
+
+    path = write_episode_v5(tmp_path / "target_left_straight_path__core__fixed_left.h5", _frames(), _actions(),
+                            instruction="go to the left target", storage="jpeg",
+                            attrs={"scenario": "target_left_straight_path", "pattern": "core", "distance": "fixed",
+                                   "end_pos": "left"})
+    (check,) = check_files([path], min_length=2, max_speed=1.15)
+    with h5py.File(path, "r+") as f:
+        f["observations/images"][4] = np.frombuffer(_jpeg(np.zeros((32, 16, 3), np.uint8)), np.uint8)
+    with h5py.File(path, "r") as f, pytest.raises(ImageError) as err:
+        read_frames_stored(f, check.episode, 0, T, min_size=8)
+    assert str(err.value) == (f"{path}: JPEG frame 4 of 'observations/images': the JPEG image declares 16x32 pixels; "
+                              "expected 16x16 (the episode's frame size)")
+
+
+def test_content_hash_reads_each_chunk_once_in_grid_order(tmp_path):
+    """The hash over many chunks (one walk, not one lookup per index) is the sha256 of the chunks in grid order, as before."""
+    import hashlib
+
+    from robovlms_mobile.data.fields import content_hash
+
+    n = 600
+    images = np.random.default_rng(1).integers(0, 255, (n, 4, 4, 3), dtype=np.uint8)
+    path = tmp_path / "many_chunks.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images, chunks=(1, 4, 4, 3), compression="gzip")
+        f.create_dataset("actions", data=np.zeros((n, 3), np.float32))
+    with h5py.File(path, "r") as f:
+        expected = hashlib.sha256(f"{f['images'].shape}|{f['images'].dtype}|{f['actions'].shape}|{f['actions'].dtype}".encode())
+        expected.update(np.zeros((n, 3), np.float32).tobytes())
+        for t in range(n):
+            expected.update(f["images"].id.read_direct_chunk((t, 0, 0, 0))[1])
+        assert content_hash(path, f["images"], f["actions"]) == expected.hexdigest()
