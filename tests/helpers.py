@@ -60,3 +60,24 @@ def build_once(tmp_path_factory: Any, name: str, build: Any) -> Path:
             folder.mkdir(parents=True)
             done.write_text(str(build(folder)))
         return Path(done.read_text())
+
+
+def jpeg_declaring(data: bytes, height: int, width: int) -> bytes:
+    """JPEG bytes whose SOF0 header is rewritten to declare height x width (the entropy data stays as small as it was)."""
+    data = bytearray(data)
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5: sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def jpeg_with_repeated_scans(rgb: Any, n: int) -> bytes:
+    """A progressive JPEG of `rgb` whose last scan is repeated n times (each repeat: a decoder pass over every pixel)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=90, progressive=True)
+    data = buf.getvalue()
+    sos, eoi = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
+    return data[:eoi] + data[sos:eoi] * n + data[eoi:]

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import jpeg_declaring, jpeg_with_repeated_scans
 from robovlms_mobile.data.cache import FrameCache
 from robovlms_mobile.data.dataset import InvalidEpisodesError, MobileVLAH5Dataset
 from robovlms_mobile.data.scan import check_files
@@ -65,23 +66,6 @@ def _huge_jpeg_header(side: int = 60000) -> bytes:
     sof = data.index(b"\xff\xc0")
     data[sof + 5: sof + 9] = side.to_bytes(2, "big") * 2
     return bytes(data)
-
-
-def _declares(data: bytes, height: int, width: int) -> bytes:
-    """A JPEG whose SOF0 header is rewritten to declare height x width (the entropy data stays as small as it was)."""
-    data = bytearray(data)
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5: sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
-    return bytes(data)
-
-
-def _repeated_scans(n: int) -> bytes:
-    """A progressive JPEG of the frame size whose last scan is repeated n times (each repeat: a decoder pass over every pixel)."""
-    buf = io.BytesIO()
-    Image.fromarray(_frames()[0]).save(buf, "JPEG", quality=90, progressive=True)
-    data = buf.getvalue()
-    sos, eoi = data.rindex(b"\xff\xda"), data.rindex(b"\xff\xd9")
-    return data[:eoi] + data[sos:eoi] * n + data[eoi:]
 
 
 def _jpeg_frames(bad: dict[int, bytes]) -> list[bytes]:
@@ -178,9 +162,9 @@ def build_cases(d: Path) -> dict[str, tuple[str, str]]:
         "jpeg_empty_frame": ({"observations/images": _vlen([b""] * T)}, "has 0 bytes"),
         # issue 21: work a small input can demand, frames that cannot be decoded, values echoed back
         "images_one_byte_chunks": ({"images": _tiny_chunks}, "is stored in 13824 chunks of shape (1, 1, 1, 1); expected at most 82"),
-        "jpeg_declares_8000x8000": ({"observations/images": _vlen([_declares(_jpeg(f), 8000, 8000) for f in _frames()])},
+        "jpeg_declares_8000x8000": ({"observations/images": _vlen([jpeg_declaring(_jpeg(f), 8000, 8000) for f in _frames()])},
                                     "declares 8000x8000 pixels in"),
-        "jpeg_2000_scans": ({"observations/images": _vlen(_jpeg_frames({3: _repeated_scans(2000)}))},
+        "jpeg_2000_scans": ({"observations/images": _vlen(_jpeg_frames({3: jpeg_with_repeated_scans(_frames()[0], 2000)}))},
                             "JPEG frame 3 of '/observations/images' is not usable: progressive JPEG with more than 32 scans"),
         "jpeg_truncated_frame": ({"observations/images": _vlen(_jpeg_frames({7: _jpeg(_frames()[7])[:-40]}))},
                                  "JPEG frame 7 of '/observations/images' is not usable: truncated JPEG"),

@@ -23,10 +23,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the serve tests' server helpers
 
 from drive_fixtures import frames, tiny_checkpoint  # noqa: E402,F401  (shared session fixtures)
+from helpers import jpeg_declaring, jpeg_with_repeated_scans  # noqa: E402
 from server_process import CLI, server_env, start_server, stop_server  # noqa: E402
 
-from robovlms_mobile.runtime.client import encode_jpeg  # noqa: E402
 from robovlms_mobile.data.decode import ImageLimits  # noqa: E402
+from robovlms_mobile.runtime.client import encode_jpeg  # noqa: E402
 from robovlms_mobile.serve.images import decode_image  # noqa: E402
 
 KEY = "hostile-key-0123456789"
@@ -63,8 +64,42 @@ def raw_json(route: str, text: str) -> tuple[str, dict]:
     return route, {"content": text.encode(), "headers": {"content-type": "application/json", "X-API-Key": KEY}}
 
 
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose IHDR declares width x height (the data is not there)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def predict(image: bytes | str, instruction: str = GO, **fields) -> dict:
+    body = {"image": image if isinstance(image, str) else b64(image), "instruction": instruction, **fields}
+    return {"json": body, "headers": {"X-API-Key": KEY}}
+
+
 GOOD = b64(jpeg())
+NOISE = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+# issue 21: decode work bounded by the header, one JSON 4xx naming the field for every image and body defect
+IMAGE_REQUESTS = {
+    "predict: JPEG header declaring 65535x65535 (4.3e9 pixels)": (jpeg_declaring(jpeg(), 65535, 65535), 413, "image_too_large", "65535x65535"),
+    "predict: PNG header declaring 50000x50000 (2.5e9 pixels)": (png_declaring(50000, 50000), 413, "image_too_large", "50000x50000"),
+    "predict: progressive JPEG with 2,000 scans": (jpeg_with_repeated_scans(NOISE, 2000), 413, "image_too_large", "more than 32 scans"),
+    "predict: JPEG declaring 1000x1000 in 700 bytes": (jpeg_declaring(jpeg(), 1000, 1000), 422, "invalid_image", "pixels per byte"),
+    "predict: truncated JPEG": (encode_jpeg(NOISE)[:-40], 422, "invalid_image", "truncated JPEG"),
+    "predict: JPEG with no scan": (b"\xff\xd8\xff\xd9", 422, "invalid_image", "no scan"),
+    "predict: two JPEG start markers": (b"\xff\xd8\xff\xd8" + jpeg()[2:], 422, "invalid_image", "second start-of-image"),
+}
 REQUESTS = {
+    **{case: ("/predict", predict(image), status, code, text) for case, (image, status, code, text) in IMAGE_REQUESTS.items()},
+    "predict: zero-width-space instruction": ("/predict", predict(GOOD, "\u200b\u200b\u200b"), 422, "invalid_field", "'instruction': 3 invisible"),
+    "predict: BOM instruction": ("/predict", predict(GOOD, "\ufeff "), 422, "invalid_field", "visible characters"),
+    "predict: duplicate instruction field": (*raw_json("/predict", f'{{"image": "{GOOD}", "instruction": "go", "instruction": "stop"}}'),
+                                             422, "invalid_field", "'instruction' appears twice"),
+    "act: duplicate episode_id field": (*raw_json("/act", f'{{"image": "{GOOD}", "instruction": "go", "episode_id": "a", "episode_id": "b"}}'),
+                                        422, "invalid_field", "'episode_id' appears twice"),
     # case: (route, httpx kwargs, status, error code, text the detail must contain)
     "predict: deeply nested image": (*raw_json("/predict", f'{{"instruction": "go", "image": {NESTED}}}'), 400, "malformed_body", "'image'"),
     "act: deeply nested instruction": (*raw_json("/act", f'{{"image": "{GOOD}", "instruction": {NESTED}}}'), 400, "malformed_body", "'instruction'"),
@@ -106,6 +141,15 @@ def test_hostile_request_is_a_json_4xx(server, case):
         pytest.fail(f"{case}: the server dropped the connection")
     assert (r.status_code, r.json()["error"]) == (status, code), r.text[:300]
     assert text in r.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["strategy", "vlm_model", "a" * 500_000])
+def test_a_megabyte_value_is_not_echoed_in_full(server, field):
+    """A 500 KB value (or field name) is refused with a short detail: the value is clipped, its length said."""
+    body = {"image": GOOD, "instruction": GO, field: "x" * 500_000 if len(field) < 100 else 1}
+    r = httpx.post(server.url + "/predict", headers={"X-API-Key": KEY}, json=body, timeout=60)
+    assert r.status_code == 422 and len(r.text) < 1000, r.text[:300]
+    assert "(500000 characters)" in r.json()["detail"] and (field[:20] in r.json()["detail"]), r.json()
 
 
 def raw_request(url: str, head: str, body: bytes = b"") -> bytes:
