@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +221,103 @@ def test_broken_files_are_one_line_errors(tiny_checkpoint, tmp_path, capsys, mon
         proc = main_in_process(capsys, monkeypatch, "eval", "offline", path, tmp_path)
     line = assert_one_line_error(proc, str(path), BROKEN[name])
     assert "pickle" not in line.lower()  # random bytes are not "pickled objects"
+
+
+# ---- what a checkpoint may make the loader allocate (issue 21) ------------------------------------------------
+
+
+def _resaved(source: Path, out: Path, edit) -> Path:
+    ckpt = torch.load(source, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, out)
+    return out
+
+
+def _first_weight(ckpt: dict) -> str:
+    return sorted(ckpt["state_dict"])[0]
+
+
+def _stride0(ckpt: dict) -> None:  # 10^9 float32 values over one stored value: 4 GB once anything touches it
+    ckpt["state_dict"][_first_weight(ckpt)] = torch.zeros(1).expand(10**9)
+
+
+def _overlapping(ckpt: dict) -> None:  # rows that share all but one of their values: 1000x larger than the storage
+    ckpt["state_dict"][_first_weight(ckpt)] = torch.zeros(1100).as_strided((1000, 100), (1, 1))
+
+
+def _stride0_optimizer_state(ckpt: dict) -> None:
+    ckpt["optimizer_states"] = [{"state": {0: {"exp_avg": torch.zeros(1).expand(10**9)}}, "param_groups": []}]
+
+
+def _nested(ckpt: dict) -> None:
+    node: list = []
+    ckpt["hostile"] = node
+    for _ in range(200):
+        node.append([])
+        node = node[0]
+
+
+def _deflated(source: Path, out: Path) -> Path:
+    """Every record of the checkpoint written with deflate (the 18 MB file that inflates to 4 GiB is one such record)."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    return out
+
+
+def _declared_past_the_end(source: Path, out: Path, size: int = 0xFFFF0000) -> Path:
+    """The first tensor record's central-directory entry declares `size` bytes (about 4 GiB); nothing else changes."""
+    data = bytearray(source.read_bytes())
+    i = 0
+    while True:
+        i = data.index(b"PK\x01\x02", i)
+        name_len = struct.unpack_from("<H", data, i + 28)[0]
+        if data[i + 46: i + 46 + name_len].endswith(b"/data/0"):
+            break
+        i += 4
+    struct.pack_into("<II", data, i + 20, size, size)  # compressed and uncompressed size
+    out.write_bytes(bytes(data))
+    return out
+
+
+ARCHIVES = {
+    "stride-0 tensor": (lambda src, out: _resaved(src, out, _stride0), "(a stride-0 or overlapping view that would expand)"),
+    "overlapping view": (lambda src, out: _resaved(src, out, _overlapping), "declares shape (1000, 100) with strides (1, 1)"),
+    "stride-0 optimizer state": (lambda src, out: _resaved(src, out, _stride0_optimizer_state),
+                                 "tensor 'optimizer_states.0.state.0.exp_avg' declares shape (1000000000,)"),
+    "nested 200 deep": (lambda src, out: _resaved(src, out, _nested), "is nested more than 64 levels deep"),
+    "deflated records": (_deflated, "is compressed (zip method 8); torch.save writes stored records"),
+    "record declared past the end": (_declared_past_the_end, "declares 4294901760 bytes at offset"),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHIVES))
+def test_archive_that_would_allocate_gigabytes_is_one_line(tiny_checkpoint, tmp_path, capsys, monkeypatch, name):
+    build, needle = ARCHIVES[name]
+    path = build(tiny_checkpoint, tmp_path / "hostile.ckpt")
+    proc = main_in_process(capsys, monkeypatch, "eval", "offline", path, tmp_path)
+    assert_one_line_error(proc, str(path), needle)
+
+
+PEAK = """
+import resource, sys
+from robovlms_mobile.checkpoint.format import CheckpointError, load_checkpoint
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_checkpoint(sys.argv[1])
+except CheckpointError as exc:
+    print("refused:", exc)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("name", ["stride-0 tensor", "stride-0 optimizer state", "deflated records"])
+def test_refused_archive_costs_no_more_memory_than_its_size(tiny_checkpoint, tmp_path, name):
+    """The refusal comes before any expansion: the loader's peak memory rises by less than 64 MB (the expansion: 4 GB)."""
+    path = ARCHIVES[name][0](tiny_checkpoint, tmp_path / "hostile.ckpt")
+    out = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, timeout=300)
+    refused, rise = out.stdout.strip().splitlines()[-2:]
+    assert refused.startswith("refused:") and int(rise) < 64 * 2**20 + path.stat().st_size, out.stdout + out.stderr[-2000:]
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, capsys, monkeypatch):
