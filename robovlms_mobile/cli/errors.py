@@ -11,6 +11,9 @@ import os
 import sys
 from typing import Callable
 
+from robovlms_mobile.errors import clip
+
+MAX_PATH_ECHO = 1024  # a path the user gave is shown as it is up to this length, clipped beyond
 DEBUG_ENV = "ROBOVLMS_MOBILE_DEBUG"
 
 
@@ -28,7 +31,8 @@ def one_line(exc: BaseException) -> str:
     """The error's message on one line (multi-line messages are joined with ' | ')."""
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}"
+        name = str(exc.filename)
+        text = f"{name if len(name) <= MAX_PATH_ECHO else clip(name)}: {exc.strerror}"
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

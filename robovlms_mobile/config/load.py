@@ -127,8 +127,12 @@ def load_config(path: str | Path, _chain: tuple[Path, ...] = (), _referrer: Path
     if parent is not None and not isinstance(parent, str):
         raise ConfigError(f"{path}: key 'parent' = {clip(parent)}: expected a file name or null")
     if parent:
-        parent_path = _parent_path(parent, path)
-        if not parent_path.exists():
+        try:
+            parent_path = _parent_path(parent, path)
+            found = parent_path.exists()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ConfigError(f"{path}: key 'parent': {clip(parent)}: {exc.strerror or exc}; expected a file name") from None
+        if not found:
             raise ConfigError(f"{path}: key 'parent': {clip(parent)} not found (from the cwd or beside the file)")
         if parent_path.resolve() in chain:
             loop = " -> ".join(str(p) for p in (*chain, parent_path.resolve()))

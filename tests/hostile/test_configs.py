@@ -147,6 +147,12 @@ NOT_CONFIGS = [
     ("5000_digit_integer", '{"a": ' + "9" * 5000 + "}", "invalid JSON"),
     ("deeply_nested", "[" * 100000 + "]" * 100000, "nested too deeply"),
     ("not_utf8", b"\xff\xfe{}", "not UTF-8 text"),
+    # issue 21: nesting json accepts but the merge would recurse into, keys json would keep the last of
+    ("nested_600_objects", '{"a": ' + '{"b": ' * 600 + "1" + "}" * 601, "nested more than 32 levels deep"),
+    ("nested_600_lists", '{"a": ' + "[" * 600 + "]" * 600 + "}", "nested more than 32 levels deep"),
+    ("duplicate_top_key", '{"batch_size": 4, "batch_size": 400}', "key 'batch_size' appears twice in one object"),
+    ("duplicate_nested_key", '{"trainer": {"max_epochs": 1, "max_epochs": 1000}}', "key 'max_epochs' appears twice"),
+    ("duplicate_1mb_key", '{"' + "k" * 500_000 + '": 1, "' + "k" * 500_000 + '": 2}', "(500000 characters) appears twice"),
 ]
 
 
@@ -159,7 +165,14 @@ def not_config_runs(tmp_path_factory):
 
 @pytest.mark.parametrize("name,needle", [(n, x) for n, _, x in NOT_CONFIGS], ids=[n for n, _, _ in NOT_CONFIGS])
 def test_not_a_config(not_config_runs, name, needle):
-    assert_one_line_error(not_config_runs[name], f"{name}.json", needle)
+    line = assert_one_line_error(not_config_runs[name], f"{name}.json", needle)
+    assert len(line) < MAX_LINE, line[:2000]
+
+
+def test_duplicate_key_in_a_parent_names_the_parent(base, tmp_path):
+    parent = write(tmp_path, '{"seed": 1, "seed": 2}', "parent.json")
+    child = write(tmp_path, {**base, "parent": str(parent)}, "child.json")
+    assert_one_line_error(cli("train", str(child), cwd=tmp_path), "child.json: key 'parent'", "key 'seed' appears twice")
 
 
 # ---- values ----------------------------------------------------------------------------------------------
@@ -201,7 +214,13 @@ VALUES = [
     ("rgb_pad_too_large", "train_dataset.rgb_pad", 200, "'train_dataset.rgb_pad' = 200"),
     ("fwd_head_set", "fwd_head", {"type": "x"}, "'fwd_head' = {'type': 'x'}: expected null"),
     ("parent_not_a_string", "parent", 5, "key 'parent' = 5: expected a file name or null"),
+    # issue 21: a value or key of a megabyte is echoed clipped, with its length
+    ("exp_name_1mb", "exp_name", "x" * 1_000_000, "'exp_name' = 'xxxxxxxxxx"),
+    ("precision_1mb", "trainer.precision", "y" * 1_000_000, "(1000000 characters): expected one of"),
+    ("unknown_key_1mb", "z" * 1_000_000, 1, "unknown key 'zzzzzzzzzz"),
+    ("parent_1mb", "parent", "p" * 1_000_000, "key 'parent': 'pppppppppp"),
 ]
+MAX_LINE = 1000  # characters: no refusal echoes a value in full
 
 
 NON_FINITE = ["Infinity", "-Infinity", "NaN"]
@@ -226,7 +245,8 @@ def value_runs(base, tmp_path_factory):
 
 @pytest.mark.parametrize("name,needle", [(v[0], v[3]) for v in VALUES], ids=[v[0] for v in VALUES])
 def test_bad_value(value_runs, name, needle):
-    assert_one_line_error(value_runs[name], f"{name}.json", needle)
+    line = assert_one_line_error(value_runs[name], f"{name}.json", needle)
+    assert len(line) < MAX_LINE, line[:2000]
 
 
 @pytest.mark.parametrize("literal", NON_FINITE)
