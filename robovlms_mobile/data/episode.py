@@ -311,7 +311,8 @@ def _check_events(f: h5py.File, check: EpisodeCheck, tag: str, n_frames: int | N
     unknown = sorted(set(events) - set(EVENT_TYPES))
     if unknown:
         steps = [t for t, e in enumerate(events) if e not in EVENT_TYPES]
-        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) {', '.join(clip(v) for v in unknown[:10])} "
+        shown = ", ".join(clip(v) for v in unknown[:10])
+        check.problems.append(Problem("error", "event_types", f"{tag} 'action_event_types' has unknown value(s) [{shown}] "
                                                               f"at step(s) {steps[:10]}; expected {list(EVENT_TYPES)}"))
     if n_frames is not None and len(events) != n_frames:
         check.problems.append(Problem("error", "event_types",

@@ -172,7 +172,7 @@ def build_cases(d: Path) -> dict[str, tuple[str, str]]:
         "jpeg_frame_of_another_size": ({"observations/images": _vlen(_jpeg_frames({5: _jpeg(np.zeros((32, 16, 3), np.uint8))}))},
                                        "JPEG frames have different sizes"),
         "event_type_1mb": ({"action_event_types": _events(["episode_start"] + ["x" * 1_000_000] + ["stop_action"] * (T - 2))},
-                           "unknown value(s) 'xxxxxxxxxx"),
+                           "unknown value(s) ['xxxxxxxxxx"),
         "instruction_zero_width": ({"language_instruction": _instruction(np.array(["\u200b\u200b\u200b".encode()]))},
                                    "3 invisible character(s) (U+200B ...)"),
         "instruction_control_chars": ({"language_instruction": _instruction(np.array([b"\x01\x02\x7f"]))},
