@@ -103,7 +103,8 @@ def check_tensor_views(value: Any, path: Path, where: tuple[str, ...] = (), dept
         extent = value.numel() * value.element_size()
         room = value.untyped_storage().nbytes() - value.storage_offset() * value.element_size()
         if extent > room or any(st == 0 and n > 1 for st, n in zip(value.stride(), value.shape)):
-            raise CheckpointError(f"{path}: tensor {clip('.'.join(where))} declares shape {tuple(value.shape)} with strides {value.stride()} "
+            raise CheckpointError(f"{path}: tensor {clip('.'.join(where))} declares shape {tuple(value.shape)} "
+                                  f"with strides {value.stride()} "
                                   f"over a storage of {value.untyped_storage().nbytes()} bytes (a stride-0 or overlapping view "
                                   "that would expand); expected tensors as torch.save writes them")
     elif isinstance(value, dict):

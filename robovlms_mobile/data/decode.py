@@ -81,7 +81,8 @@ def jpeg_header(data: bytes) -> Header:
             raise ImageError("invalid_image", f"truncated JPEG ({n} bytes, cut inside a marker)")
         length = int.from_bytes(data[pos:pos + 2], "big")
         if length < 2 or pos + length > n:
-            raise ImageError("invalid_image", f"truncated JPEG ({n} bytes, a segment of {length} bytes at byte {pos} runs past the end)")
+            raise ImageError("invalid_image", f"truncated JPEG ({n} bytes, a segment of {length} bytes at byte {pos} "
+                                              "runs past the end)")
         if code in _SOF:
             if size is not None or length < 8:
                 raise ImageError("invalid_image", "corrupt JPEG (a second or short frame header)")

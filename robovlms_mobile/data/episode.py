@@ -21,7 +21,7 @@ from robovlms_mobile.data.format import (EVENT_TYPES, MAX_EPISODE_FRAMES, MAX_FR
                                          V4_IMAGES, V5_IMAGES, instruction_from_name, scenario_of, side_of)
 from robovlms_mobile.data.fields import content_hash, read_event_types, read_instruction
 from robovlms_mobile.data.decode import ImageError
-from robovlms_mobile.data.frames import dark_and_flat_frames, frame_header, is_jpeg_storage
+from robovlms_mobile.data.frames import dark_and_flat_frames, is_jpeg_storage, jpeg_size
 from robovlms_mobile.data.storage import StorageError, member, storage_problem
 from robovlms_mobile.errors import clip
 from robovlms_mobile.task import ACTION_AXES
@@ -161,11 +161,10 @@ def _check_images(images: h5py.Dataset, tag: str, add) -> tuple[tuple[int, int, 
                 add(Problem("error", "image_data", f"{tag} JPEG frame {t} has {buf.size} bytes; expected 1..{MAX_JPEG_BYTES}"))
                 return None, "jpeg"
             try:  # every frame's markers walked: complete (end marker), few scans, pixels the bytes can hold
-                header = frame_header(buf)
+                sizes.add(jpeg_size(buf))
             except ImageError as exc:
                 add(Problem("error", "image_data", f"{tag} JPEG frame {t} of '{images.name}' is not usable: {exc}"))
                 return None, "jpeg"
-            sizes.add((header.height, header.width))
         (h, w), *others = sorted(sizes)
         if others:
             add(Problem("error", "image_shape", f"{tag} JPEG frames have different sizes {sorted(sizes)}; expected one size"))

@@ -4,7 +4,8 @@ The V5 gradio collector's JPEG storage (`observations/images` (T,) vlen uint8, a
 `format=jpeg`) encodes an RGB array with OpenCV, which takes it for BGR: the JPEG's own colours
 have red and blue swapped. A standard decoder (PIL) therefore returns the camera's BGR order, so
 these frames are handled like V4's BGR frames: swapped back to RGB after resizing, where it is
-cheapest. Decoding goes through `decode` (headers checked first) to PIL's libjpeg-turbo (measured in benchmarks/loader.py: `jpeg_over_raw`).
+cheapest. Decoding goes through `decode.py` (headers checked first) to PIL's libjpeg-turbo
+(measured in benchmarks/loader.py: `jpeg_over_raw`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from robovlms_mobile.data.decode import Header, ImageError, ImageLimits, check_header, decode_checked, open_checked, read_header
+from robovlms_mobile.data.decode import ImageError, ImageLimits, decode_checked, open_checked
 from robovlms_mobile.data.format import MAX_FRAME_SIDE
 
 FRAME_LIMITS = ImageLimits(max_side=MAX_FRAME_SIDE, max_pixels=MAX_FRAME_SIDE * MAX_FRAME_SIDE)
@@ -23,12 +24,10 @@ def is_jpeg_storage(images: h5py.Dataset) -> bool:
     return images.ndim == 1 and h5py.check_vlen_dtype(images.dtype) == np.dtype(np.uint8)
 
 
-def frame_header(buf: bytes | np.ndarray) -> Header:
-    """A stored JPEG frame's checked header (size, scans, complete): raises ImageError before any decoding."""
-    data = buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
-    header = read_header(data)
-    check_header(header, len(data), FRAME_LIMITS)
-    return header
+def jpeg_size(buf: bytes | np.ndarray) -> tuple[int, int]:
+    """(height, width) of a stored JPEG frame whose markers and header passed every check; ImageError before any decoding."""
+    img = open_checked(buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf), FRAME_LIMITS)
+    return img.height, img.width
 
 
 def decode_jpeg(buf: bytes | np.ndarray, min_size: int | None = None, expect: tuple[int, int] | None = None) -> np.ndarray:
