@@ -58,7 +58,10 @@ def content_hash(path: Path, images: h5py.Dataset, actions: h5py.Dataset) -> str
         h.update(np.ascontiguousarray(images[()]).tobytes())
     else:
         offsets: list[tuple[int, ...]] = []
-        dsid.chunk_iter(lambda info: offsets.append(info.chunk_offset))  # one pass; get_chunk_info(i) walks i chunks
+        if hasattr(dsid, "chunk_iter"):  # one pass over the index; get_chunk_info(i) walks i chunks (quadratic)
+            dsid.chunk_iter(lambda info: offsets.append(info.chunk_offset))
+        else:  # HDF5 < 1.12.3: by index, affordable since storage_problem bounds the chunk count
+            offsets = [dsid.get_chunk_info(i).chunk_offset for i in range(dsid.get_num_chunks())]
         for offset in sorted(offsets):
             h.update(dsid.read_direct_chunk(offset)[1])
     _HASHES[key] = digest = h.hexdigest()
