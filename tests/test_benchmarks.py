@@ -64,6 +64,7 @@ def test_benchmark_smoke(name, tmp_path):
     last_line(name, run_benchmark(name, *SMOKE[name], tmp_path=tmp_path).stdout)
 
 
+@pytest.mark.parametrize("name", ["inference_tick.py", "serve.py"])
 def test_policy_benchmark_smoke(name, tiny_checkpoint, tiny_model_dir, tmp_path):  # noqa: F811
     proc = run_benchmark(name, *SMOKE[name], "--checkpoint", str(tiny_checkpoint), "--base-model-dir", str(tiny_model_dir),
                          tmp_path=tmp_path)
