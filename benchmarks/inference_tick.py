@@ -54,6 +54,7 @@ def episode_frames(n: int = 18):
 
 
 def main() -> None:
+    global ROUNDS, BLOCK, WARMUP
     import argparse
     import logging
 
@@ -61,7 +62,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
-    torch.set_num_threads(parser.parse_args().threads)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    parser.add_argument("--checkpoint", help="a plugin checkpoint (default: train a tiny one for 2 steps)")
+    parser.add_argument("--base-model-dir", help="its backbone folder (with --checkpoint)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.smoke:
+        ROUNDS, BLOCK, WARMUP = 2, 5, 5
 
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
@@ -69,7 +77,8 @@ def main() -> None:
     logging.disable(logging.WARNING)
     instruction = "go around the box on the left and stop in front of the bottle"
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt, model_dir = build_checkpoint(Path(tmp))
+        ckpt, model_dir = ((Path(args.checkpoint), Path(args.base_model_dir)) if args.checkpoint
+                           else build_checkpoint(Path(tmp)))
         every = MobileVLAPolicy.from_checkpoint(ckpt, model_dir, strategy=StrategySpec("receding"))
         reuse = MobileVLAPolicy.from_checkpoint(ckpt, model_dir, strategy=StrategySpec("reuse", reuse_steps=5))
     frames = episode_frames()

@@ -51,6 +51,7 @@ from robovlms_mobile.data.writers import write_episode_v5
 from robovlms_mobile.data.transforms import _BIAS, _SCALE, normalise_batch, normalise_frames
 
 WINDOW, CHUNK, SIZE, BATCH, WORKERS = 8, 10, 224, 8, 2
+REPEATS = 15  # normalise_batch timings per variant and thread count
 
 
 class NaiveWindows(Dataset):
@@ -127,7 +128,7 @@ def per_frame_normalise(rgb: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def normalise_timings(repeats: int = 15) -> dict[str, float]:
+def normalise_timings() -> dict[str, float]:
     """Median ms per (8, 8, 3, 224, 224) uint8 batch, with 1 and 2 threads: normalise_batch, per frame, reused buffer."""
     threads = torch.get_num_threads()
     rgb = torch.randint(0, 256, (BATCH, WINDOW, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -139,7 +140,7 @@ def normalise_timings(repeats: int = 15) -> dict[str, float]:
     for n in (1, 2):
         torch.set_num_threads(n)
         times: dict[str, list[float]] = {k: [] for k in variants}
-        for _ in range(repeats):  # interleaved, so machine noise hits all alike
+        for _ in range(REPEATS):  # interleaved, so machine noise hits all alike
             for name, f in variants.items():
                 start = time.perf_counter()
                 f(rgb)
@@ -151,12 +152,14 @@ def normalise_timings(repeats: int = 15) -> dict[str, float]:
 
 def normalise_timings_with_thp() -> dict[str, float] | None:
     """`normalise_timings` in a child process started with THP_MEM_ALLOC_ENABLE=1 (read once, at torch's first allocation)."""
-    proc = subprocess.run([sys.executable, __file__, "--normalise-only"], capture_output=True, text=True, timeout=600,
+    smoke = ["--smoke"] if REPEATS == 1 else []
+    proc = subprocess.run([sys.executable, __file__, "--normalise-only", *smoke], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "THP_MEM_ALLOC_ENABLE": "1"})
     return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
 
 
 def main() -> None:
+    global REPEATS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--naive-windows", type=int, default=48)
@@ -164,7 +167,12 @@ def main() -> None:
     parser.add_argument("--cached-windows", type=int, default=3200)
     parser.add_argument("--v5-windows", type=int, default=160)
     parser.add_argument("--normalise-only", action="store_true", help="print normalise_batch's timings as JSON and stop")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
     args = parser.parse_args()
+    if args.smoke:
+        REPEATS = 1
+        args.episodes, args.naive_windows, args.uncached_windows, args.cached_windows, args.v5_windows = 1, 1, 1, 1, 1
     if args.normalise_only:
         print(json.dumps(normalise_timings()))
         return

@@ -5,7 +5,8 @@ in a subprocess on 127.0.0.1; clients use `PolicyClient` (httpx, keep-alive, mul
 upload of a 144x256 frame). Per request, the server reports `policy` (the whole tick on the model
 thread) and `queue` (waiting for that thread behind other clients); overhead = client round trip
 - policy - queue: HTTP, multipart parsing, JPEG encode/decode, JSON, scheduling. 1 client
-sequential, then 8 concurrent clients (one episode each), in one run.
+sequential, then 8 concurrent clients (one episode each), in one run. The server requires an API
+key (a fresh random one, in $ROBOVLMS_MOBILE_API_KEY), as deployed; every client sends it.
 
 Last line: `overhead_p50_ms=... overhead_p99_ms=... overhead_p50_ms_8clients=... overhead_p99_ms_8clients=...`
 (goal: p50 <= 5 ms on loopback)
@@ -13,7 +14,9 @@ Last line: `overhead_p50_ms=... overhead_p99_ms=... overhead_p50_ms_8clients=...
 
 from __future__ import annotations
 
+import argparse
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,7 @@ SEQUENTIAL, PER_CLIENT, CLIENTS, WARMUP = 300, 60, 8, 20
 INSTRUCTION = "go around the box on the left and stop in front of the bottle"
 
 
-def start_server(ckpt: Path, model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(ckpt: Path, model_dir: Path, log: Path, api_key: str) -> tuple[subprocess.Popen, str]:
     import httpx
 
     from helpers import free_port
@@ -42,7 +45,7 @@ def start_server(ckpt: Path, model_dir: Path, log: Path) -> tuple[subprocess.Pop
     cli = str(Path(sys.executable).with_name("robovlms-mobile"))
     proc = subprocess.Popen([cli, "serve", str(ckpt), "--base-model-dir", str(model_dir), "--port", str(port),
                              "--log-level", "warning"], stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "ROBOVLMS_MOBILE_API_KEY": ""})
+                            env={**{k: v for k, v in os.environ.items() if k != "VLA_API_KEY"}, "ROBOVLMS_MOBILE_API_KEY": api_key})
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         if proc.poll() is not None:
@@ -56,12 +59,12 @@ def start_server(ckpt: Path, model_dir: Path, log: Path) -> tuple[subprocess.Pop
     raise SystemExit("server did not start")
 
 
-def measure(url: str, jpegs: list[bytes], n: int, barrier: threading.Barrier | None = None) -> list[tuple[float, float, float]]:
+def measure(url: str, api_key: str, jpegs: list[bytes], n: int, barrier: threading.Barrier | None = None) -> list[tuple[float, float, float]]:
     """(round trip, policy, queue) in ms for n /act requests of one client in its own episode."""
     from robovlms_mobile.runtime.client import PolicyClient
 
     out = []
-    with PolicyClient(url) as client:
+    with PolicyClient(url, api_key=api_key) as client:
         episode = client.reset()
         for i in range(WARMUP):
             client.act(jpegs[i % len(jpegs)], INSTRUCTION, episode_id=episode)
@@ -84,19 +87,30 @@ def summary(rows: list[tuple[float, float, float]]) -> dict[str, float]:
 
 
 def main() -> None:
+    global SEQUENTIAL, PER_CLIENT, WARMUP
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    parser.add_argument("--checkpoint", help="a plugin checkpoint to serve (default: train a tiny one for 2 steps)")
+    parser.add_argument("--base-model-dir", help="its backbone folder (with --checkpoint)")
+    args = parser.parse_args()
+    if args.smoke:
+        SEQUENTIAL, PER_CLIENT, WARMUP = 5, 2, 2
     from inference_tick import build_checkpoint, episode_frames
 
     from robovlms_mobile.runtime.client import encode_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt, model_dir = build_checkpoint(Path(tmp))
+        ckpt, model_dir = ((Path(args.checkpoint), Path(args.base_model_dir)) if args.checkpoint
+                           else build_checkpoint(Path(tmp)))
+        api_key = secrets.token_urlsafe(16)  # as deployed: the server checks a key on every request
         jpegs = [encode_jpeg(f) for f in episode_frames()]
-        proc, url = start_server(ckpt, model_dir, Path(tmp) / "server.log")
+        proc, url = start_server(ckpt, model_dir, Path(tmp) / "server.log", api_key)
         try:
-            one = summary(measure(url, jpegs, SEQUENTIAL))
+            one = summary(measure(url, api_key, jpegs, SEQUENTIAL))
             barrier = threading.Barrier(CLIENTS)
             with ThreadPoolExecutor(CLIENTS) as pool:
-                futures = [pool.submit(measure, url, jpegs, PER_CLIENT, barrier) for _ in range(CLIENTS)]
+                futures = [pool.submit(measure, url, api_key, jpegs, PER_CLIENT, barrier) for _ in range(CLIENTS)]
                 eight = summary([row for f in futures for row in f.result()])
         finally:
             proc.terminate()

@@ -8,6 +8,7 @@ alternating runs. Last line: `startup_ratio=... hook_us=... activation_ratio=...
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import statistics
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 
-RUNS = 15
+RUNS, ACTIVATION_RUNS = 15, 5
 
 
 def run(code: str, autoload: str, *flags: str) -> tuple[float, str]:
@@ -35,11 +36,17 @@ def hook_import_us() -> float:
 
 
 def main() -> None:
+    global RUNS, ACTIVATION_RUNS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    if parser.parse_args().smoke:
+        RUNS, ACTIVATION_RUNS = 2, 1
     startup = statistics.median(run("pass", "1")[0] for _ in range(RUNS))
     hook_us = statistics.median(hook_import_us() for _ in range(RUNS))
     code = "import robovlms.data, robovlms.train.base_trainer"
     on, off = [], []
-    for i in range(5):
+    for i in range(ACTIVATION_RUNS):
         for flag in (("1", "0") if i % 2 == 0 else ("0", "1")):
             (on if flag == "1" else off).append(run(code, flag)[0])
     print(f"python -c pass: {startup * 1e3:.1f} ms, of which the hook's import: {hook_us:.0f} us")

@@ -10,6 +10,7 @@ Last line: `step_ratio=...` (2-DOF / 7-DOF median step time; goal <= 1.05)
 
 from __future__ import annotations
 
+import argparse
 import copy
 import statistics
 import sys
@@ -87,6 +88,12 @@ def make_step(module, batch):
 
 
 def main() -> None:
+    global ROUNDS, WARMUP
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    if parser.parse_args().smoke:
+        ROUNDS, WARMUP = 2, 1
     if not torch.cuda.is_available():
         torch.Tensor.cuda = lambda self, *a, **k: self  # upstream _process_batch calls .cuda() unconditionally
     with tempfile.TemporaryDirectory() as tmp:

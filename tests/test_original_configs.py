@@ -37,6 +37,23 @@ def lab_named_episodes(episodes_dir: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.parametrize("name", ["mobile_vla_kosmos2_frozen_lora_leftright_20251204.json", "mobile_vla_20251114_lora.json"])
+def test_original_config_trains_one_step_in_process(name, tiny_model_dir, episodes_dir, tmp_path, capsys, monkeypatch):
+    """The fast version of the slow CLI test below: `cli.main(["train", ...])` in this process, 1 step."""
+    from robovlms_mobile.cli import main
+
+    original = json.loads((ORIGINALS / name).read_text())
+    cfg = localise(original, tiny_model_dir, lab_named_episodes(episodes_dir, tmp_path / "data"), tmp_path)
+    path = tmp_path / name
+    path.write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["train", str(path), "--max-steps", "1", "--no-progress"]) == 0, capsys.readouterr().err[-3000:]
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{\n"):])
+    assert result["global_step"] == 1 and Path(result["last_checkpoint"]).is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobile_vla_kosmos2_frozen_lora_leftright_20251204.json", "mobile_vla_20251114_lora.json"])
 def test_original_config_trains_through_the_cli(name, tiny_model_dir, episodes_dir, tmp_path):

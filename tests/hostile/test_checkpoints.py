@@ -362,6 +362,22 @@ def test_train_resume_with_another_chunk_is_one_line(tiny_checkpoint, tiny_confi
     assert_one_line_error(proc, "robovlms-mobile train: error:", "trained with chunk 10", "fwd_pred_next_n 6")
 
 
+@pytest.mark.parametrize("command", ["serve", "train-resume", "closed-loop"])
+def test_broken_file_on_every_cli_path_in_process(tiny_checkpoint, tiny_config, tiny_model_dir, tmp_path, capsys, monkeypatch,
+                                                   command):
+    """The fast version of the slow matrix below: one broken file per CLI path, through `cli.main` in this process."""
+    path = _broken_files(tiny_checkpoint, tmp_path)["corrupt-middle"]
+    if command == "serve":
+        proc = main_in_process(capsys, monkeypatch, "serve", path, "--base-model-dir", tiny_model_dir, "--port", "1")
+    elif command == "closed-loop":
+        proc = main_in_process(capsys, monkeypatch, "eval", "closed-loop", path, "--out", tmp_path / "out", "--no-progress")
+    else:
+        (tmp_path / "config.json").write_text(json.dumps(tiny_config))
+        proc = main_in_process(capsys, monkeypatch, "train", tmp_path / "config.json", "--resume", path,
+                               "--output-dir", tmp_path / "run", "--no-progress")
+    assert_one_line_error(proc, str(path), BROKEN["corrupt-middle"])
+
+
 # ---- the same refusals on the other CLI paths (slow: one interpreter start each) ---------------------------
 
 

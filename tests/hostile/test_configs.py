@@ -299,6 +299,22 @@ def test_gpu_accelerator_without_a_gpu(base, tmp_path):
     assert_one_line_error(cli("train", str(path), cwd=tmp_path), "'trainer.accelerator' = 'gpu': no GPU is visible here")
 
 
+def test_output_dir_at_an_existing_folder_is_written_into_not_emptied_in_process(tiny_config, tmp_path, capsys):
+    """The fast version of the slow CLI test below: `cli.main(["train", ...])` in this process, the same parser and run."""
+    from robovlms_mobile.cli import main
+
+    folder = tmp_path / "my_folder"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep")
+    (folder / "sub" / "data.bin").write_bytes(b"\0" * 10)
+    before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    path = write(tmp_path, {**tiny_config, "output_root": str(folder)})
+    assert main(["train", str(path), "--output-dir", str(folder), "--max-steps", "1", "--no-progress"]) == 0, capsys.readouterr().err[-2000:]
+    after = {str(p.relative_to(folder)) for p in folder.rglob("*")}
+    assert set(before) <= after and (folder / "notes.txt").read_text() == "keep" and (folder / "last.ckpt").is_file()
+    assert (folder / "sub" / "data.bin").read_bytes() == b"\0" * 10
+
+
 @pytest.mark.slow
 def test_output_dir_at_an_existing_folder_is_written_into_not_emptied(tiny_config, tmp_path):
     folder = tmp_path / "my_folder"

@@ -6,10 +6,11 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import Twist
+from sensor_msgs.msg import CompressedImage, Image
 
 from robovlms_mobile.cli import main
 from robovlms_mobile.ros.bridge import fill_twist, frame_from_msg
@@ -20,9 +21,11 @@ HAS_RCLPY = importlib.util.find_spec("rclpy") is not None
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
 
 
-def twist() -> SimpleNamespace:
-    vec = lambda: SimpleNamespace(x=9.0, y=9.0, z=9.0)  # noqa: E731
-    return SimpleNamespace(linear=vec(), angular=vec())
+def twist() -> Twist:
+    t = Twist()
+    for vec in (t.linear, t.angular):
+        vec.x = vec.y = vec.z = 9.0
+    return t
 
 
 def test_fill_twist_is_planar():
@@ -32,11 +35,11 @@ def test_fill_twist_is_planar():
 
 
 def test_frame_from_msg():
-    raw = SimpleNamespace(height=1, width=2, encoding="bgr8", step=6, data=bytes([1, 2, 3, 4, 5, 6]))
+    raw = Image(height=1, width=2, encoding="bgr8", step=6, data=bytes([1, 2, 3, 4, 5, 6]))
     np.testing.assert_array_equal(frame_from_msg(raw, compressed=False), [[[3, 2, 1], [6, 5, 4]]])
-    assert frame_from_msg(SimpleNamespace(data=b"\xff\xd8jpeg"), compressed=True) == b"\xff\xd8jpeg"
+    assert frame_from_msg(CompressedImage(format="jpeg", data=b"\xff\xd8jpeg"), compressed=True) == b"\xff\xd8jpeg"
     with pytest.raises(ValueError, match="empty CompressedImage"):
-        frame_from_msg(SimpleNamespace(data=b""), compressed=True)
+        frame_from_msg(CompressedImage(format="jpeg", data=b""), compressed=True)
 
 
 def test_importing_the_bridge_does_not_import_rclpy():

@@ -133,3 +133,39 @@ def test_worker_thread_ticks_until_stopped(policy, frames):
         stop.set()
         worker.join(timeout=30)
     assert not worker.is_alive() and controller.ticks == 5 and controller.errors == 0
+
+
+def test_server_death_lets_the_watchdog_stop(tiny_checkpoint, tiny_model_dir, frames, tmp_path):
+    """The fast version of test_graph.py's slow server-death test: a real served policy, killed; no ROS graph, fake clock."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from robovlms_mobile.runtime.client import RemotePolicy
+
+    spec = importlib.util.spec_from_file_location("_serve_server_process", Path(__file__).parents[1] / "serve" / "server_process.py")
+    sp = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = sp  # its dataclass looks itself up there
+    spec.loader.exec_module(sp)
+    server = sp.start_server(tiny_checkpoint, tiny_model_dir, tmp_path / "server.log")
+    clock = FakeClock()
+    safety = SafetyLayer(SafetyConfig(max_linear_x=0.05, max_linear_y=1.0, deadline_s=0.5, max_accel=None), clock)
+    source = RemotePolicy.connect(server.url, timeout=5.0)
+    controller = DriveController(source, safety, GO, max_frame_age_s=0.3, clock=clock)
+    try:
+        controller.on_frame(frames[0])
+        assert controller.tick() and controller.command().state == OK
+        server.process.kill()
+        server.process.wait()
+        clock.t += 0.1
+        controller.on_frame(frames[1])
+        assert not controller.tick()  # the dead server is an error for the watchdog, not an exception
+        assert controller.errors == 1 and controller.last_error
+        clock.t += 0.45  # 0.55 s after the last good frame: past the 0.5 s deadline
+        assert controller.command()[:3] == (0.0, 0.0, STALE)
+        clock.t += 1.0
+        controller.on_frame(frames[2])
+        assert not controller.tick() and controller.command()[:3] == (0.0, 0.0, STALE)  # and zeros keep coming
+    finally:
+        source.close()
+        sp.stop_server(server)

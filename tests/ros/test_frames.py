@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import io
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image as PILImage
+from sensor_msgs.msg import CompressedImage, Image
 
 from robovlms_mobile.ros.frames import compressed_msg_to_rgb, image_msg_to_rgb, message_to_rgb
 
 RGB = np.random.default_rng(0).integers(0, 255, (4, 5, 3), dtype=np.uint8)
 
 
-def msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> SimpleNamespace:
-    """A sensor_msgs/Image-shaped object (the fields the bridge reads)."""
+def msg(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
+    """A real sensor_msgs/Image of `pixels` with `pad` bytes of padding at the end of every row."""
     h, w = pixels.shape[:2]
     rows = pixels.reshape(h, -1)
     rows = np.concatenate([rows, np.zeros((h, pad), np.uint8)], axis=1)
-    return SimpleNamespace(height=h, width=w, encoding=encoding, step=rows.shape[1], is_bigendian=0, data=rows.tobytes())
+    return Image(height=h, width=w, encoding=encoding, step=rows.shape[1], is_bigendian=0, data=rows.tobytes())
 
 
 @pytest.mark.parametrize("encoding, pixels", [
@@ -52,18 +51,18 @@ def test_unsupported_encoding_and_short_buffer():
 
 def test_compressed_png():
     buf = io.BytesIO()
-    Image.fromarray(RGB).save(buf, format="PNG")
-    np.testing.assert_array_equal(compressed_msg_to_rgb(SimpleNamespace(format="png", data=buf.getvalue())), RGB)
+    PILImage.fromarray(RGB).save(buf, format="PNG")
+    np.testing.assert_array_equal(compressed_msg_to_rgb(CompressedImage(format="png", data=buf.getvalue())), RGB)
 
 
 @pytest.mark.parametrize("data, match", [(b"", "empty CompressedImage"), (b"\xff\xd8not a jpeg", "does not decode"),
                                          (b"GIF89a....", "does not decode")])
 def test_bad_compressed_images_are_refused(data, match):
     with pytest.raises(ValueError, match=match):
-        compressed_msg_to_rgb(SimpleNamespace(format="jpeg", data=data))
+        compressed_msg_to_rgb(CompressedImage(format="jpeg", data=data))
 
 
-@pytest.mark.parametrize("height, width", [(0, 5), (-1, 5), (100_000, 100_000)])
+@pytest.mark.parametrize("height, width", [(0, 5), (5, 0), (100_000, 100_000)])  # uint32 fields: no negative sizes
 def test_bad_image_sizes_are_refused(height, width):
     bad = msg(RGB, "rgb8")
     bad.height, bad.width = height, width
@@ -73,6 +72,6 @@ def test_bad_image_sizes_are_refused(height, width):
 
 def test_one_entry_point_for_both_message_types():
     buf = io.BytesIO()
-    Image.fromarray(RGB).save(buf, format="PNG")
-    np.testing.assert_array_equal(message_to_rgb(SimpleNamespace(format="png", data=buf.getvalue()), compressed=True), RGB)
+    PILImage.fromarray(RGB).save(buf, format="PNG")
+    np.testing.assert_array_equal(message_to_rgb(CompressedImage(format="png", data=buf.getvalue()), compressed=True), RGB)
     np.testing.assert_array_equal(message_to_rgb(msg(RGB[..., ::-1], "bgr8"), compressed=False), RGB)
