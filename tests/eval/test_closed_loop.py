@@ -50,7 +50,7 @@ def test_replaying_the_expert_succeeds_with_expert_path_length(tmp_path):
     assert isinstance(policy, Policy)
     fields, frames = run_episode(policy, world, frame_size=SIZE, record=True)
     assert fields["success"] and fields["reason"] == "success"
-    assert fields["path_length"] == pytest.approx(expert_path_length(world))
+    assert fields["path_length"] == pytest.approx(expert_path_length(world)) and fields["moved"]
     assert policy.seen[0] == ((36, 64, 3), world.instruction)
     assert len(frames) == fields["steps"] + 1 and frames[0].shape == (36, 64 + 36, 3)
 
@@ -58,8 +58,9 @@ def test_replaying_the_expert_succeeds_with_expert_path_length(tmp_path):
 def test_constant_policies_are_judged():
     forward = evaluate_closed_loop(Replay([[SPEED, 0.0]] * 40), PAIR, episodes=2, frame_size=SIZE)
     assert forward["overall"]["collision_rate"] == 1.0 and forward["overall"]["success_rate"] == 0.0
+    assert forward["overall"]["moved_rate"] == 1.0 and forward["overall"]["spl"] == 0.0
     idle = evaluate_closed_loop(Replay([]), PAIR, episodes=1, frame_size=SIZE, max_steps=5)
-    assert idle["overall"]["reasons"] == {"timeout": 2}
+    assert idle["overall"]["reasons"] == {"timeout": 2} and idle["overall"]["moved_rate"] == 0.0
     assert set(idle["per_scenario"]) == {"1box_left_close", "1box_right_close"}
     assert [e["world_seed"] for e in idle["episodes"]] == [[1000, 0], [1000, 0]]
 
@@ -71,6 +72,7 @@ def test_same_commands_for_both_sides_succeed_at_most_half(tmp_path):
     assert report["per_scenario"]["1box_left_close"]["success_rate"] == 1.0
     assert report["per_scenario"]["1box_right_close"]["success_rate"] == 0.0
     assert report["overall"]["path_ratio_vs_expert"] == pytest.approx(1.0)
+    assert report["overall"]["spl"] == pytest.approx(0.5)  # 1.0 on the one success, 0 on the failure
     assert len(report["gifs"]) == 2 and Image.open(report["gifs"][0]).n_frames > 3
 
 
