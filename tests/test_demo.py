@@ -16,7 +16,7 @@ def test_goals():
 
 
 def test_rows_table_keeps_per_seed_values_and_fixed_rows():
-    from robovlms_mobile.demo import rows_table
+    from robovlms_mobile.recipes.demo import rows_table
 
     def overall(success):
         return {"success_rate": success, "spl": success / 2, "collision_rate": 0.1, "wrong_side_rate": 0.0, "moved_rate": 1.0}
