@@ -125,7 +125,7 @@ def seen_in_training(results: Sequence[EpisodeResult], train_keys: dict[str, set
     same = [r.expert_keys in train_keys.get(instructions[r.scenario], set()) for r in results]
     return {"same_instruction": sum(same) / max(len(results), 1),
             "any_instruction": sum(r.expert_keys in every for r in results) / max(len(results), 1),
-            "training_episodes": sum(len(v) for v in train_keys.values()), "held_out_episodes": len(results)}
+            "training_sequences": sum(len(v) for v in train_keys.values()), "held_out_episodes": len(results)}
 
 
 def evaluate_closed_loop(policy: Policy, scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, episodes: int = 2, *,

@@ -184,3 +184,29 @@ def test_eval_cli_sends_the_api_key_from_the_environment(stand_in_server, tmp_pa
 def test_remote_policy_unreachable_server_is_one_clear_error():
     with pytest.raises(ConnectionError, match="unreachable"):
         RemotePolicy.connect("http://127.0.0.1:9", timeout=2).reset()
+
+
+def _eval_cli(*args, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("robovlms-mobile"))
+    out = subprocess.run([cli, "eval", "closed-loop", *args, "--episodes", "1", "--scenarios", "1box_left_close",
+                          "--gifs", "0", "--no-progress", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads((tmp_path / "report.json").read_text()), out.stderr
+
+
+def test_eval_cli_drives_as_the_checkpoint_was_trained(sim_checkpoint, sim_episodes, tmp_path):
+    """No flags: the checkpoint's frame size and worlds, the test split, the overlap with its training data."""
+    report, err = _eval_cli(str(sim_checkpoint), tmp_path=tmp_path / "a")
+    assert report["settings"]["frame_size"] == [36, 64] and report["settings"]["worlds"] == "iid"
+    assert report["settings"]["seed"] == 1000 and "notice" not in err
+    assert 0 < report["seen_in_training"]["training_sequences"] <= 6  # distinct key sequences of its 6 training episodes
+    report, err = _eval_cli(str(sim_checkpoint), "--frame-size", "48x80", "--reference", "image_frozen", tmp_path=tmp_path / "b")
+    assert report["settings"]["frame_size"] == [48, 80] and report["policy"]["reference"] == "image_frozen"
+    assert err.count("notice") == 1 and "differs from the 36x64 frames the checkpoint was trained on" in err
+    report, _ = _eval_cli("--reference", "replay", "--train-data", str(sim_episodes), "--frame-size", "36x64",
+                          "--worlds", "ood", "--scenarios", "2box_vert_left_far", tmp_path=tmp_path / "c")
+    assert report["settings"]["worlds"] == "ood" and report["settings"]["seed"] == 3000 and report["overall"]["moved_rate"] == 1.0
