@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import pytest
+
 from robovlms_mobile.recipes.demo import expert_episodes, goals_met, link_into, timed
 
 
 def test_goals():
-    assert goals_met(0.79, 0.33, 0.0) == {"success": True, "blank": True, "untrained": True}
-    assert goals_met(0.70, 0.40, 0.04) == {"success": False, "blank": False, "untrained": False}
+    good = {"trained": 0.79, "instruction_blanked": 0.33, "image_frozen": 0.25, "replay": 0.2}
+    assert goals_met(good, 0.1) == {"success": True, "blank": True, "replay": True, "image_frozen": True, "seen_in_training": True}
+    bad = {"trained": 0.70, "instruction_blanked": 0.40, "image_frozen": 0.3, "replay": 0.25}
+    assert goals_met(bad, 0.11) == {"success": False, "blank": False, "replay": False, "image_frozen": False,
+                                    "seen_in_training": False}
+
+
+def test_rows_table_keeps_per_seed_values_and_fixed_rows():
+    from robovlms_mobile.recipes.demo import rows_table
+
+    def overall(success):
+        return {"success_rate": success, "spl": success / 2, "collision_rate": 0.1, "wrong_side_rate": 0.0, "moved_rate": 1.0}
+
+    runs = [{"closed_loop": {"trained": overall(v)}} for v in (0.5, 0.7, 0.9)]
+    table = rows_table(runs, {"replay": {"overall": overall(0.1)}})
+    assert table["trained"]["success"]["per_seed"] == [0.5, 0.7, 0.9]
+    assert table["trained"]["success"]["mean"] == pytest.approx(0.7) and table["trained"]["spl"]["mean"] == pytest.approx(0.35)
+    assert table["trained"]["success"]["std"] == pytest.approx(0.1633, abs=1e-4)
+    assert table["replay"]["policy_independent"] and table["replay"]["success"]["per_seed"] == [0.1] * 3
 
 
 def test_link_moves_an_old_folder_aside_and_deletes_nothing(tmp_path, capsys):

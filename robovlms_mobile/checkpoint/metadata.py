@@ -18,7 +18,7 @@ from typing import Any
 from robovlms_mobile.checkpoint.format import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, json_safe
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, MAX_TEXT_LEN, validate_template
 from robovlms_mobile.errors import clip
-from robovlms_mobile.task import ACTION_AXES, ACTION_DIM, MAX_INSTRUCTION_CHARS, MAX_SPEED, check_instruction
+from robovlms_mobile.task import ACTION_AXES, ACTION_DIM, MAX_INSTRUCTION_CHARS, MAX_SPEED, STEP_S, check_instruction
 from robovlms_mobile.upstream import HEAD_TYPE, TRAINER_TYPE
 
 BACKBONES = {"RoboKosMos": "kosmos", "RoboResNet": "resnet"}  # robovlm_name -> upstream's `model` key
@@ -217,6 +217,7 @@ class CheckpointMetadata:
     instructions: tuple[str, ...] | None = None  # seen in training, when the checkpoint records them
     trainable_parameters: int = 0
     model_dir: Path | None = field(default=None, compare=False)
+    drive: dict[str, Any] | None = None  # what it was trained to drive: frame_size [H, W], worlds, step_s, train_data
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path, base_model_dir: str | Path | None) -> CheckpointMetadata:
@@ -248,7 +249,8 @@ class CheckpointMetadata:
                    max_speed=scale.number("max_speed", 0.0, MAX_SPEED_LIMIT, open_lo=True), axes=tuple(ACTION_AXES),
                    prompt_template=template, window=config["window_size"], chunk=config["fwd_pred_next_n"],
                    image_size=config["image_size"], instructions=_instructions(info, source),
-                   trainable_parameters=info.integer("trainable_parameters", 0, 2**62, 0), model_dir=folder)
+                   trainable_parameters=info.integer("trainable_parameters", 0, 2**62, 0), model_dir=folder,
+                   drive=_drive(info))
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "<config>") -> CheckpointMetadata:
@@ -259,7 +261,7 @@ class CheckpointMetadata:
                    max_speed=float(data.get("max_speed", MAX_SPEED)), axes=tuple(ACTION_AXES),
                    prompt_template=data.get("prompt_template", DEFAULT_PROMPT_TEMPLATE),
                    window=int(config["window_size"]), chunk=int(config["fwd_pred_next_n"]),
-                   image_size=int(config.get("image_size", 224)))
+                   image_size=int(config.get("image_size", 224)), drive=drive_of(config))
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly summary (no config)."""
@@ -267,6 +269,49 @@ class CheckpointMetadata:
                 "axes": list(self.axes), "prompt_template": self.prompt_template, "window": self.window,
                 "chunk": self.chunk, "image_size": self.image_size,
                 "instructions": list(self.instructions) if self.instructions is not None else None}
+
+
+def _data_frame_size(data_dir: Any) -> list[int] | None:
+    """[H, W] of the first episode file's frames in `data_dir`, or None."""
+    import h5py
+
+    try:
+        first = next(iter(sorted(Path(str(data_dir)).glob("*.h5"))), None)
+        if first is None:
+            return None
+        with h5py.File(first, "r") as f:
+            shape = f["images"].shape
+        return [int(shape[1]), int(shape[2])]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def drive_of(config: dict[str, Any]) -> dict[str, Any]:
+    """What a training config drives: the training frames' size, world distribution, control period, data folder."""
+    data = config.get("train_dataset")
+    data = data[0] if isinstance(data, list) else data or {}
+    sim = config.get("sim_eval") or {}
+    size = _data_frame_size(data.get("data_dir")) if data.get("data_dir") else None
+    if size is None and isinstance(sim.get("frame_size"), list):
+        size = [int(v) for v in sim["frame_size"]]
+    return {"frame_size": size, "worlds": "iid", "step_s": STEP_S,
+            "train_data": str(Path(str(data["data_dir"])).resolve()) if data.get("data_dir") else None}
+
+
+def _drive(info: _Stored) -> dict[str, Any] | None:
+    """The checked `drive` entry of a checkpoint (None for one written before it existed)."""
+    if info.get("drive", None) is None:
+        return None
+    drive = info.section("drive")
+    drive.only({"frame_size", "worlds", "step_s", "train_data"})
+    size = drive.get("frame_size", None)
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in size)):
+        raise drive.fail("frame_size", size, "[height, width], integers in [16, 4096], or null")
+    data = drive.get("train_data", None)
+    return {"frame_size": size, "worlds": drive.choice("worlds", ("iid", "ood"), "iid"),
+            "step_s": drive.number("step_s", 0.0, 10.0, STEP_S, open_lo=True),
+            "train_data": None if data is None else drive.text("train_data", 4096)}
 
 
 def _instructions(info: _Stored, source: str) -> tuple[str, ...] | None:
@@ -291,6 +336,7 @@ def plugin_entry(configs: dict[str, Any], trainable_parameters: int, instruction
         "prompt": {"template": meta.prompt_template},
         "shape": {"window": meta.window, "chunk": meta.chunk},
         "trainable_parameters": int(trainable_parameters),
+        "drive": meta.drive,
     }
     if instructions is not None:
         entry["instructions"] = sorted(set(instructions))[:MAX_INSTRUCTIONS]

@@ -40,43 +40,95 @@ def _cmd_offline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notice(message: str) -> None:
+    import sys
+
+    print(f"robovlms-mobile eval closed-loop: notice: {message}", file=sys.stderr)
+
+
+def _drive_settings(args: argparse.Namespace, drive: dict | None) -> tuple[tuple[int, int], str, int]:
+    """Frame size, world distribution and seed: the checkpoint's unless a flag says otherwise (then a notice)."""
+    from robovlms_mobile.sim.splits import OOD_SEED, TEST_SEED, split_of
+    from robovlms_mobile.task import STEP_S
+
+    drive = drive or {}
+    trained_size = tuple(drive["frame_size"]) if drive.get("frame_size") else None
+    size = args.frame_size or trained_size or FRAME_SIZE
+    if args.frame_size and trained_size and tuple(args.frame_size) != trained_size:
+        _notice(f"--frame-size {size[0]}x{size[1]} differs from the {trained_size[0]}x{trained_size[1]} frames the checkpoint was trained on")
+    worlds = args.worlds or drive.get("worlds") or "iid"
+    if args.worlds and drive.get("worlds") and args.worlds != drive["worlds"]:
+        _notice(f"--worlds {args.worlds}: the checkpoint was trained on {drive['worlds']} worlds")
+    if drive.get("step_s") not in (None, STEP_S):
+        _notice(f"the checkpoint was trained at {drive['step_s']} s per step; this simulator steps {STEP_S} s")
+    seed = args.seed if args.seed is not None else (OOD_SEED if worlds == "ood" else TEST_SEED)
+    if split_of(seed) == "data":
+        _notice(f"--seed {seed} is a data seed: these worlds may be training worlds, not held out")
+    return size, worlds, seed
+
+
 def _cmd_closed_loop(args: argparse.Namespace) -> int:
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.plots import plot_closed_loop
     from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
+    from robovlms_mobile.eval.references import read_training_episodes, reference_policy, training_keys
     from robovlms_mobile.runtime.client import RemotePolicy
-    from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS
+    from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, OOD_SCENARIOS
 
-    if (args.checkpoint is None) == (args.server is None):
+    blind = args.reference in ("replay", "forward")
+    if args.server and args.checkpoint:
+        raise UsageError("give a checkpoint or --server URL (one of them)")
+    if not blind and (args.checkpoint is None) == (args.server is None):
         raise UsageError("give a checkpoint or --server URL (one of them)")
     if args.server and args.dtype != "fp32":
         raise UsageError("--dtype applies to a checkpoint loaded in this process, not to --server (the server has its own)")
-    if args.server and args.blank_instruction:
-        raise UsageError("--blank-instruction needs an in-process checkpoint "
+    if args.server and (args.blank_instruction or args.reference in ("instruction_blanked", "untrained")):
+        raise UsageError("--blank-instruction and --reference instruction_blanked/untrained need an in-process checkpoint "
                          "(the server refuses an empty instruction)")
+    policy, drive = None, None
     if args.server:
         policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
-    else:
+    elif args.checkpoint:
         policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps,
                                                  dtype=args.dtype)
+        drive = policy.meta.drive
     if args.blank_instruction:
         policy = BlankInstruction(policy)
+    size, worlds, seed = _drive_settings(args, drive)
+    train_data = args.train_data or (drive or {}).get("train_data")
+    episodes_on_disk = None
+    if train_data and Path(train_data).is_dir():
+        try:
+            episodes_on_disk = read_training_episodes(train_data)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--train-data {train_data}: {exc}") from None
+    elif args.train_data:
+        raise UsageError(f"--train-data {args.train_data}: not a folder of episode files")
+    if args.reference == "replay" and episodes_on_disk is None:
+        raise UsageError("--reference replay needs the training episodes: --train-data DIR (the checkpoint names none that exists)")
+    if args.reference:
+        untrained = (InProcessPolicy.untrained(policy.module.configs, args.chunk_steps)
+                     if args.reference == "untrained" else None)
+        policy = reference_policy(args.reference, trained=policy, untrained=untrained, episodes=episodes_on_disk)
     out = _out_dir(args, "closed_loop")
+    scenarios = args.scenarios or (OOD_SCENARIOS if worlds == "ood" else DEFAULT_SCENARIOS)
     try:
-        report = evaluate_closed_loop(policy, args.scenarios or DEFAULT_SCENARIOS, args.episodes, seed=args.seed,
-                                      frame_size=args.frame_size, max_steps=args.max_steps, gif_dir=out / "gifs",
-                                      gifs=args.gifs, progress=not args.no_progress)
+        report = evaluate_closed_loop(policy, scenarios, args.episodes, seed=seed, worlds=worlds,
+                                      frame_size=size, max_steps=args.max_steps, gif_dir=out / "gifs",
+                                      gifs=args.gifs, train_keys=training_keys(episodes_on_disk) if episodes_on_disk else None,
+                                      progress=not args.no_progress)
     except (ConnectionError, RuntimeError) as exc:
         if not args.server:
             raise
         raise UsageError(str(exc)) from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
-                        "blank_instruction": args.blank_instruction, "dtype": None if args.server else args.dtype,
-                        "chunk_steps": args.chunk_steps}
+                        "reference": args.reference, "blank_instruction": args.blank_instruction,
+                        "dtype": None if args.server else args.dtype, "chunk_steps": args.chunk_steps, "train_data": train_data}
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}}))
+    extra = {"seen_in_training": report["seen_in_training"]} if "seen_in_training" in report else {}
+    print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}, **extra}))
     return 0
 
 
@@ -111,11 +163,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_client_options(c)
     c.add_argument("--timeout", type=positive_float, default=30.0, help="with --server: seconds per request (default: %(default)s)")
     c.add_argument("--episodes", type=positive_int, default=4, help="seeded worlds per scenario (default: %(default)s)")
-    c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far")
-    c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")
+    c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far "
+                                                                        "(with --worlds ood: 2box_vert, a layout never in training)")
+    c.add_argument("--seed", type=int, help="world seeds are [SEED, k] (default: the test split's, 1000; 3000 with --worlds ood; "
+                                            "sim/splits.py)")
+    c.add_argument("--worlds", choices=("iid", "ood"), help="world distribution (default: the checkpoint's, iid); ood: colours, "
+                                                           "distances and layout never in training")
+    c.add_argument("--reference", choices=("replay", "forward", "image_frozen", "instruction_blanked", "untrained"),
+                   help="drive a reference instead of the policy: replay (nearest training episode, open loop; no checkpoint "
+                        "needed), forward (forward until blocked, then stop; none needed), image_frozen, instruction_blanked, "
+                        "untrained (of CKPT's architecture)")
+    c.add_argument("--train-data", metavar="DIR", help="training episodes, for --reference replay and the share of held-out "
+                                                       "expert key sequences seen in training (default: the checkpoint's)")
     c.add_argument("--max-steps", type=positive_int, default=40, help="steps before a timeout (default: %(default)s)")
     c.add_argument("--chunk-steps", type=positive_int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
-    c.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW camera frames (default: %(default)s)")
+    c.add_argument("--frame-size", type=frame_size, help="HxW camera frames (default: the size the checkpoint was trained "
+                                                           "on; 144x256 when it does not say)")
     c.add_argument("--gifs", type=nonnegative_int, default=4, help="rollouts saved as GIF (default: %(default)s)")
     c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")
     c.add_argument("--out", help="output folder (default: <checkpoint folder>/eval_closed_loop)")

@@ -28,4 +28,8 @@ def check_sim_eval(section: Any) -> dict[str, int]:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key in ("seed", "gifs") else 1):
             raise ValueError(f"'sim_eval.{key}' = {value!r}: expected an integer >= {0 if key in ('seed', 'gifs') else 1}")
+        if key == "seed":
+            from robovlms_mobile.sim.splits import check_val_seed
+
+            check_val_seed(value)  # best.ckpt is never chosen on data or test worlds
     return dict(section)

@@ -1,7 +1,8 @@
 """Simulator evaluation during training: every N epochs, a seeded closed-loop run on held-out worlds.
 
 Config section ``sim_eval`` (top level): ``every_n_epochs`` (default 1), ``episodes`` (worlds per
-scenario, default 1), ``seed`` (world seeds ``[seed, k]``, default 1000 = held out from the data),
+scenario, default 1), ``seed`` (world seeds ``[seed, k]``, default the validation split's, sim/splits.py; a data or test
+seed is refused),
 ``gifs`` (rollouts logged per evaluation, default 1), ``scenarios`` (names, default the 12 standard
 ones), ``frame_size`` ([H, W], default [144, 256]). The success / collision / wrong-side rates
 are logged as ``sim/*`` metrics (CSV and TensorBoard), the rollouts as animated GIFs in
@@ -34,10 +35,13 @@ def sim_metrics(figures: dict[str, Any]) -> dict[str, float]:
 class SimEvalCallback(Callback):
     """Closed-loop evaluation every N training epochs; keeps ``best.ckpt`` by success rate."""
 
-    def __init__(self, output_dir: str | Path, every_n_epochs: int = 1, episodes: int = 1, seed: int = 1000, gifs: int = 1,
+    def __init__(self, output_dir: str | Path, every_n_epochs: int = 1, episodes: int = 1, seed: int | None = None, gifs: int = 1,
                  scenarios: list[str] | None = None, frame_size: list[int] | tuple[int, int] = FRAME_SIZE):
         from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, parse_scenario
 
+        from robovlms_mobile.sim.splits import VAL_SEED, check_val_seed
+
+        seed = check_val_seed(VAL_SEED if seed is None else seed)
         self.output_dir, self.every, self.episodes, self.seed, self.gifs = Path(output_dir), every_n_epochs, episodes, seed, gifs
         self.scenarios = [parse_scenario(s) for s in scenarios] if scenarios else list(DEFAULT_SCENARIOS)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))

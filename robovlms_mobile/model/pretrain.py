@@ -43,7 +43,7 @@ RECIPE: dict[str, Any] = {
     "prompt_template": "<grounding>An image of a robot {instruction}",
 }
 CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/tiny_kosmos.py", "sim/render.py", "sim/scenarios.py",
-              "sim/world.py", "sim/expert.py", "data/transforms.py", "data/prompt.py")
+              "sim/world.py", "sim/expert.py", "sim/planner.py", "data/transforms.py", "data/prompt.py")
 RECORD = "pretrain.json"
 
 

@@ -2,9 +2,12 @@
 
 Parts, each timed (wall and CPU seconds): the scripted-expert episodes (V4 files) and the pretrained
 tiny Kosmos-2, each from a content-keyed cache (simulated / pretrained there when the cache is cold,
-model/pretrain.py); then, once per training seed and the seeds side by side (`experiment.run_seeds`),
-LoRA training through the launcher and the closed loop on held-out worlds: trained, instruction
-blanked, untrained. Figures are mean ± std over the seeds. Everything lands under `runs/demo/` (the
+model/pretrain.py); then, once per training seed and the seeds side by side (`train_eval.run_seeds`),
+LoRA training through the launcher and the closed loop on held-out test worlds (sim/splits.py): trained,
+instruction blanked, image frozen, untrained; and, policy-independent, the nearest-episode replay and
+the forward-until-blocked references (eval/references.py), plus the share of the held-out worlds'
+expert key sequences seen verbatim in training. The trained policy and the replay also drive the
+out-of-distribution set. Figures (success, SPL) are mean ± std over the seeds, with per-seed values. Everything lands under `runs/demo/` (the
 paths `configs/tiny_cpu.json` names are links into the cache, each seed's run in `seed-<n>/`), so
 the same config also runs through upstream's own `main.py` afterwards.
 """
@@ -24,7 +27,9 @@ DEMO_EPISODES = 96  # eight seeded worlds for each of the 12 standard scenarios 
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
 DEMO_FRAME_SIZE = (72, 128)  # camera frames of the demo's episodes and closed loop (resized to the model's 224 anyway)
 DEMO_SEEDS = (0, 1, 2)  # training seeds; every closed-loop figure is their mean ± std
-GOALS = {"success_min": 0.75, "blank_max_fraction_of_success": 0.5, "untrained_max": 0.0}
+GOALS = {"success_min": 0.75, "blank_max_fraction_of_success": 0.5, "replay_max": 0.20, "image_frozen_max": 0.25,
+         "seen_in_training_max": 0.10}
+ROWS = ("trained", "instruction_blanked", "image_frozen", "replay", "forward", "untrained")
 
 
 def _cpu_seconds() -> float:
@@ -60,7 +65,7 @@ def link_into(path: Path, source: Path) -> None:
     path.symlink_to(source.resolve(), target_is_directory=True)
 
 
-EPISODE_CODE = ("sim/render.py", "sim/scenarios.py", "sim/world.py", "sim/expert.py", "data/writers.py", "task.py")
+EPISODE_CODE = ("sim/render.py", "sim/scenarios.py", "sim/world.py", "sim/expert.py", "sim/planner.py", "data/writers.py", "task.py")
 
 
 def expert_episodes(n_episodes: int = DEMO_EPISODES, seed: int = 0, frame_size: tuple[int, int] = DEMO_FRAME_SIZE,
@@ -95,36 +100,79 @@ def prepare(config: dict[str, Any], timings: dict[str, dict[str, float]], n_epis
     return source
 
 
-def goals_met(trained: float, blank: float, untrained: float) -> dict[str, bool]:
-    """The demo's three goals on closed-loop success rates."""
-    return {"success": trained >= GOALS["success_min"], "blank": blank <= GOALS["blank_max_fraction_of_success"] * trained,
-            "untrained": untrained <= GOALS["untrained_max"]}
+def goals_met(success: dict[str, float], seen: float) -> dict[str, bool]:
+    """The demo's goals on mean closed-loop success rates per row and the held-out key-sequence overlap."""
+    return {"success": success["trained"] >= GOALS["success_min"],
+            "blank": success["instruction_blanked"] <= GOALS["blank_max_fraction_of_success"] * success["trained"],
+            "replay": success["replay"] <= GOALS["replay_max"], "image_frozen": success["image_frozen"] <= GOALS["image_frozen_max"],
+            "seen_in_training": seen <= GOALS["seen_in_training_max"]}
+
+
+def references(data_dir: Path, episodes: int, frame_size: tuple[int, int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Policy-independent rows on the test worlds (replay, forward) and the OOD replay; the same for every seed."""
+    from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
+    from robovlms_mobile.eval.references import ForwardUntilBlocked, NearestReplay, read_training_episodes, training_keys
+    from robovlms_mobile.sim.scenarios import OOD_SCENARIOS
+    from robovlms_mobile.sim.splits import OOD_SEED
+
+    train = read_training_episodes(data_dir)
+    keys = training_keys(train)
+    replay = evaluate_closed_loop(NearestReplay(train), episodes=episodes, frame_size=frame_size, train_keys=keys)
+    rows = {"replay": replay, "forward": evaluate_closed_loop(ForwardUntilBlocked(), episodes=episodes, frame_size=frame_size)}
+    ood = {"replay": evaluate_closed_loop(NearestReplay(train), OOD_SCENARIOS, episodes, seed=OOD_SEED, worlds="ood",
+                                          frame_size=frame_size, train_keys=keys)}
+    return rows, ood
+
+
+def rows_table(runs: list[dict[str, Any]], fixed: dict[str, Any], key: str = "closed_loop") -> dict[str, Any]:
+    """row -> {success, spl, collision, wrong_side: {mean, std, per_seed}}; a fixed (policy-independent) row repeats per seed."""
+    import statistics
+
+    table = {}
+    names = list(runs[0][key]) + [n for n in fixed if n not in runs[0][key]]
+    for name in names:
+        per = [run[key][name] if name in run[key] else fixed[name]["overall"] for run in runs]
+        table[name] = {}
+        for figure, field in (("success", "success_rate"), ("spl", "spl"), ("collision", "collision_rate"),
+                              ("wrong_side", "wrong_side_rate"), ("moved", "moved_rate")):
+            values = [p[field] for p in per]
+            table[name][figure] = {"mean": statistics.mean(values), "std": statistics.pstdev(values), "per_seed": values}
+        table[name]["policy_independent"] = name not in runs[0][key]
+    return table
 
 
 def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: int | None = None, progress: bool = True,
              episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
     """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
     from robovlms_mobile.config import prepare_config
-    from robovlms_mobile.recipes.train_eval import run_seeds, spread
+    from robovlms_mobile.recipes.train_eval import run_seeds
 
     timings: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     config, _ = prepare_config(config_path)  # checked once, before any work; `train` prints its notices
     source = prepare(config, timings)
     output_dir = Path(config["output_root"])
+    with timed(timings, "references"):
+        fixed, fixed_ood = references(Path(config["train_dataset"]["data_dir"]), episodes, DEMO_FRAME_SIZE)
     with timed(timings, "train_and_closed_loop"):
         runs = run_seeds(config, output_dir, seeds, episodes=episodes, frame_size=DEMO_FRAME_SIZE, max_steps=max_steps,
-                         ablations=True, gifs=2, progress=progress)
-    table = spread(runs)
-    means = {k: v["mean"] for k, v in table.items()}
+                         ablations=True, ood=True, gifs=2, progress=progress)
+    table = rows_table(runs, fixed)
+    ood_table = rows_table(runs, fixed_ood, key="closed_loop_ood")
+    seen = fixed["replay"]["seen_in_training"]
     timings["total"] = {"wall_s": round(time.perf_counter() - start, 1)}
     report = {
         "recipe": {"model": str(source), "lora_r": config["train_setup"].get("lora_r"), "learning_rate": config["learning_rate"],
                    "train_dataset": {k: config["train_dataset"].get(k) for k in ("mirror", "rgb_pad", "color_jitter")},
-                   "seeds": list(seeds), "max_epochs": config["trainer"].get("max_epochs"), "max_steps": max_steps},
-        "closed_loop_success": table,
+                   "seeds": list(seeds), "max_epochs": config["trainer"].get("max_epochs"), "max_steps": max_steps,
+                   "episodes": DEMO_EPISODES, "frame_size": list(DEMO_FRAME_SIZE)},
+        "held_out": {"split": "test", "seed": fixed["replay"]["settings"]["seed"], "worlds": "iid",
+                     "episodes": fixed["replay"]["overall"]["episodes"], "seen_in_training": seen},
+        "rows": {name: table[name] for name in ROWS if name in table},
+        "ood": {"split": "ood", "seed": fixed_ood["replay"]["settings"]["seed"], "scenarios": fixed_ood["replay"]["settings"]["scenarios"],
+                "seen_in_training": fixed_ood["replay"]["seen_in_training"], "rows": ood_table},
         "goals": GOALS,
-        "goals_met": goals_met(means["trained"], means["instruction_blanked"], means["untrained"]),
+        "goals_met": goals_met({k: v["success"]["mean"] for k, v in table.items()}, seen["same_instruction"]),
         "seeds": runs,
         "gifs": runs[0]["gifs"],
         "timings": timings,
@@ -139,13 +187,19 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
                 f"{epochs[0]['val_loss']:.4f} -> {epochs[-1]['val_loss']:.4f}" if epochs else "no epoch finished")
         print(f"seed {run['seed']}: {run['global_step']} steps, {loss}; checkpoint {run['checkpoint']}")
     n = runs[0]["closed_loop"]["trained"]["episodes"]
-    print(f"closed loop on {n} held-out episodes (12 scenarios), success rate, mean ± std over {len(runs)} training seeds "
-          f"(per seed):")
-    for name, row in table.items():
-        print(f"  {name:<20} {row['mean']:.2f} ± {row['std']:.2f}  ({' '.join(f'{v:.2f}' for v in row['per_seed'])})")
+    print(f"closed loop on {n} held-out test worlds (12 scenarios); expert key sequences seen verbatim in training: "
+          f"{seen['same_instruction']:.2f} (same instruction), {seen['any_instruction']:.2f} (any)")
+    print(f"success and SPL, mean ± std over {len(runs)} training seeds (per seed); * = policy-independent:")
+    for name, row in report["rows"].items():
+        print(f"  {name + ('*' if row['policy_independent'] else ''):<20} success {row['success']['mean']:.2f} ± {row['success']['std']:.2f} "
+              f"({' '.join(f'{v:.2f}' for v in row['success']['per_seed'])})  SPL {row['spl']['mean']:.2f} ± {row['spl']['std']:.2f}  "
+              f"moved {row['moved']['mean']:.2f}")
+    print(f"out of distribution ({', '.join(report['ood']['scenarios'][:2])}, ...; colours and distances never in training):")
+    for name, row in ood_table.items():
+        print(f"  {name:<20} success {row['success']['mean']:.2f} ± {row['success']['std']:.2f}  SPL {row['spl']['mean']:.2f}")
     for name, ok in report["goals_met"].items():
         print(f"goal {name}: {'met' if ok else 'NOT met'}")
-    for name in table:
+    for name in runs[0]["closed_loop"]:
         print(f"  {name} outcomes, seed {runs[0]['seed']}: {runs[0]['closed_loop'][name]['reasons']}")
     print("time: " + "  ".join(f"{k} {v['wall_s']:.0f} s" for k, v in timings.items()) + f"  (load average {os.getloadavg()[0]:.1f})")
     print(f"rollout GIFs: {', '.join(runs[0]['gifs'])}")

@@ -9,13 +9,13 @@ from typing import Any, Callable, Sequence
 
 def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episodes: int, frame_size: tuple[int, int],
                        scenarios: Sequence[Any] | None = None, max_steps: int | None = None, max_epochs: int | None = None,
-                       offline: bool = False, ablations: bool = False, gifs: int = 0,
+                       offline: bool = False, ablations: bool = False, ood: bool = False, gifs: int = 0,
                        progress: bool = True, callbacks: list | None = None,
                        timer: Callable[[str], AbstractContextManager] | None = None) -> dict[str, Any]:
     """Train `config` through the launcher, then drive held-out simulator worlds in closed loop.
 
     Returns `train` (the launcher's result), `history` (one train/val loss row per epoch), `module`, `meta`, `closed_loop` ({"trained": report} plus,
-    with `ablations`, "instruction_blanked" and "untrained") and `offline` (validation report or None).
+    with `ablations`, "instruction_blanked", "image_frozen" and "untrained") and `offline` (validation report or None).
     `timer(name)` wraps the parts "train" and "closed_loop" (e.g. to print their times); `callbacks` are
     extra Lightning callbacks for the training.
     """
@@ -25,6 +25,7 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
+    from robovlms_mobile.eval.references import FrozenImage
     from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
     from robovlms_mobile.train.launcher import train
     from robovlms_mobile.train.progress import EpochSummary
@@ -46,10 +47,18 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
         if ablations:
             closed["instruction_blanked"] = evaluate_closed_loop(BlankInstruction(policy), scenarios, episodes,
                                                                  frame_size=frame_size)
+            closed["image_frozen"] = evaluate_closed_loop(FrozenImage(policy), scenarios, episodes, frame_size=frame_size)
             closed["untrained"] = evaluate_closed_loop(InProcessPolicy.untrained(module.configs), scenarios, episodes,
                                                        frame_size=frame_size)
+        if ood:
+            from robovlms_mobile.sim.scenarios import OOD_SCENARIOS
+            from robovlms_mobile.sim.splits import OOD_SEED
+
+            closed_ood = {"trained": evaluate_closed_loop(policy, OOD_SCENARIOS, episodes, seed=OOD_SEED, worlds="ood",
+                                                          frame_size=frame_size)}
     history = next((cb.history for cb in result["trainer"].callbacks if isinstance(cb, EpochSummary)), [])
     return {"train": result, "history": history, "module": module, "meta": meta, "closed_loop": closed,
+            "closed_loop_ood": closed_ood if ood else {},
             "offline": validation_report(module, meta) if offline else None}
 
 
@@ -100,6 +109,7 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     summary = {"seed": seed, "global_step": run["train"]["global_step"], "epochs": run["history"],
                "closed_loop": {k: v["overall"] for k, v in run["closed_loop"].items()},
+               "closed_loop_ood": {k: v["overall"] for k, v in run["closed_loop_ood"].items()},
                "gifs": run["closed_loop"]["trained"]["gifs"], "checkpoint": str(out / "last.ckpt"),
                "wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                "torch_threads": threads}

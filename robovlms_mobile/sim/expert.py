@@ -1,7 +1,7 @@
-"""The scripted expert: keyboard-style commands ({0, +-1.15} per axis) along the scenario's detour.
+"""The scripted expert: keyboard-style commands ({0, +-1.15} per axis) along the shortest lattice route.
 
-It knows the world (privileged), drives greedily through `detour_waypoints` to the goal, and
-writes what it saw and did as V4 episode files, exactly as the robot's collector does: frame 0 is
+It knows the world (privileged), drives the `plan_route` key presses to the goal (re-planning from
+wherever it finds itself off its route, so it can also recover from a perturbed state), and writes what it saw and did as V4 episode files, exactly as the robot's collector does: frame 0 is
 `episode_start` with a zero action, each frame's action is the key pressed after it, and the
 episode ends with stop frames in front of the bottle.
 """
@@ -19,8 +19,9 @@ from tqdm import tqdm
 from robovlms_mobile.data.format import Scenario
 from robovlms_mobile.data.writers import event_types_for, write_episode_v4
 from robovlms_mobile.sim.render import render_frame
-from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world, detour_waypoints
-from robovlms_mobile.sim.world import LATTICE, SPEED, Outcome, RobotState, World, is_stop, judge, step
+from robovlms_mobile.sim.planner import plan_route
+from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world
+from robovlms_mobile.sim.world import LATTICE, SPEED, STOP_SPEED, Outcome, RobotState, World, is_stop, judge, step
 from robovlms_mobile.task import FRAME_SIZE, FULL_EPISODE_FRAMES
 
 MIN_LENGTH = 18  # V4 target length
@@ -31,24 +32,38 @@ STOP_TAIL = FULL_EPISODE_FRAMES
 
 
 class ScriptedExpert:
-    """Greedy waypoint follower with key-press actions; the first action is the episode_start zero."""
+    """Follows the planned key-press route; the first action is the episode_start zero."""
 
     def __init__(self, world: World):
-        self.waypoints = [np.array(p) for p in detour_waypoints(world.boxes, world.side)] + [np.array(world.goal)]
-        self.index, self.started = 0, False
+        self.world, self.started = world, False
+        self.route = self._plan(world.start)
+
+    def _plan(self, origin: tuple[float, float]) -> list[np.ndarray]:
+        route = plan_route(self.world, origin, self.world.goal, self.world.side)
+        return [np.array(p) for p in route] if route is not None else []
 
     def act(self, state: RobotState) -> np.ndarray:
         """(2,) velocities for the robot's current state."""
         if not self.started:
             self.started = True
             return np.zeros(2)
-        while self.index < len(self.waypoints):
-            d = self.waypoints[self.index] - state.pos
-            action = np.where(np.abs(d) > LATTICE / 2, np.sign(d) * SPEED, 0.0)
-            if np.any(action != 0):
-                return action
-            self.index += 1
-        return np.zeros(2)
+        if self.route and np.abs(self.route[0] - state.pos).max() > LATTICE + 1e-6:
+            self.route = self._plan((state.x, state.y))  # off the route (pushed, or stopped short): re-plan from here
+        if not self.route:
+            return np.zeros(2)
+        d = self.route.pop(0) - state.pos
+        return np.where(np.abs(d) > LATTICE / 2, np.sign(d) * SPEED, 0.0)
+
+
+def key_sequence(actions: np.ndarray) -> str:
+    """The key presses of an episode as text, one letter pair per frame ('F.', 'FL', '.R', ...), stops at both ends trimmed."""
+    keys = ["FB."[0 if a[0] > STOP_SPEED else 1 if a[0] < -STOP_SPEED else 2] + "LR."[0 if a[1] > STOP_SPEED else 1 if a[1] < -STOP_SPEED else 2]
+            for a in np.asarray(actions, np.float64)[:, :2]]
+    while keys and keys[0] == "..":
+        keys.pop(0)
+    while keys and keys[-1] == "..":
+        keys.pop()
+    return " ".join(keys)
 
 
 class ExpertEpisode(NamedTuple):
@@ -88,6 +103,9 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
 
     Left and right variants of a scenario within one cycle share their world seed (mirror pairs).
     """
+    from robovlms_mobile.sim.splits import check_data_seed
+
+    check_data_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = datetime(2025, 3, 3, 9, 0, 0) + timedelta(days=seed % 3650)

@@ -1,6 +1,7 @@
 """numpy renderers: the robot's first-person camera (ray cast, with perspective) and a top-down map.
 
-The camera sits at the robot's centre, CAM_H above the floor, looking along +x. Every pixel's ray
+Boxes and distractors take their own colours; the floor and wall patterns and the lighting come
+from the world's palette (sim/scenarios.py). The camera sits at the robot's centre, CAM_H above the floor, looking along +x. Every pixel's ray
 is intersected with the floor, the walls, each box (slab test) and the bottle (two thin boxes);
 the nearest hit colours the pixel, so occlusion and perspective are exact: near things are large
 and low in the frame, left things are on the left.
@@ -68,27 +69,45 @@ def render_frame(world: World, x: float, y: float, size: tuple[int, int] = FRAME
     depth = np.minimum(np.minimum(t_floor, t_side), t_front)
     img = np.empty((h, w, 3), np.float32)
 
-    # floor: 0.5 m tiles in world coordinates (they slide past as the robot moves)
+    # floor pattern in world coordinates (it slides past as the robot moves): tiles, stripes or speckle
     fx, fy = x + depth, y + depth * a
-    tile = ((np.floor(fx / 0.5) + np.floor(fy / 0.5)) % 2)[..., None]
-    img[:] = pal["floor"] * (0.92 + 0.08 * tile)
-    # walls: vertical panels, a dark skirting board, ceiling above WALL_H
+    size_m = pal["floor_tile"]
+    pattern = pal["floor_pattern"]
+    if pattern == 0:
+        second = (np.floor(fx / size_m) + np.floor(fy / size_m)) % 2
+    elif pattern == 1:
+        second = np.floor(fx / size_m) % 2
+    else:
+        cell = np.floor(fx / 0.1) * 12.9898 + np.floor(fy / 0.1) * 78.233
+        second = (np.sin(cell) * 43758.5453) % 1.0 > 0.6
+    img[:] = np.where(second[..., None] > 0, pal["floor2"], pal["floor"])
+    # walls: panels, stripes or plain; a dark skirting board, ceiling above WALL_H; side walls darker
     wall = (t_side < t_floor) | (t_front < t_floor)
     z = CAM_H + depth * b
     along = np.where(t_front <= t_side, fy, fx)
-    panel = (np.floor(along / 0.7) % 2)[..., None]
-    img = np.where(wall[..., None], pal["wall"] * (0.9 + 0.1 * panel) * np.where(t_front <= t_side, 1.0, 0.85)[..., None], img)
+    if pal["wall_pattern"] == 0:
+        band = np.floor(along / pal["wall_panel"]) % 2
+    elif pal["wall_pattern"] == 1:
+        band = np.floor(z / (0.25 * pal["wall_panel"])) % 2
+    else:
+        band = np.zeros_like(z)
+    wall_rgb = np.where(band[..., None] > 0, pal["wall2"], pal["wall"])
+    shade = np.where(t_front <= t_side, 1.0, 0.5 + 0.5 * pal["side_shade"])[..., None]
+    img = np.where(wall[..., None], wall_rgb * shade, img)
     img = np.where((wall & (z < 0.08))[..., None], pal["base"], img)
     img = np.where((wall & (z > WALL_H))[..., None], pal["ceiling"], img)
 
-    for box in world.boxes:
+    for box in world.boxes + world.distractors:
         t, face = _box_hit(box.x0, box.x1, box.y0, box.y1, 0.0, box.h, x, y, a, b)
         near = t < depth
         hy, hz = y + t * a, CAM_H + t * b
-        colour = np.where((face == 0)[..., None], pal["box"], np.where((face == 1)[..., None], pal["box_side"], pal["tape"]))
-        yc, half = (box.y0 + box.y1) / 2, (box.y1 - box.y0) / 2
-        tape = (face == 0) & (np.abs(hy - yc) < 0.1 * half) | (face == 0) & (hz > box.h - 0.03)
-        colour = np.where(tape[..., None], pal["tape"], colour)
+        front = np.asarray(box.colour, np.float32)
+        top = np.clip(front * 1.2 + 10, 0, 255)
+        colour = np.where((face == 0)[..., None], front, np.where((face == 1)[..., None], front * pal["side_shade"], top))
+        if box.kind == "box":  # packing tape: a vertical strip and the top edge of the front face
+            yc, half = (box.y0 + box.y1) / 2, (box.y1 - box.y0) / 2
+            tape = (face == 0) & (np.abs(hy - yc) < 0.1 * half) | (face == 0) & (hz > box.h - 0.03)
+            colour = np.where(tape[..., None], top, colour)
         img = np.where(near[..., None], colour, img)
         depth = np.minimum(depth, t)
 
@@ -120,10 +139,10 @@ def render_map(world: World, trail: list | np.ndarray = (), size: int = 144) -> 
     r0, c0 = px(x_max, y_max)
     r1, c1 = px(x_min, y_min)
     img[max(r0, 0):r1, max(c0, 0):c1] = (150, 150, 156)
-    for box in world.boxes:
+    for box in world.boxes + world.distractors:
         r0, c0 = px(box.x1, box.y1)
         r1, c1 = px(box.x0, box.y0)
-        img[r0:r1 + 1, c0:c1 + 1] = (150, 100, 52)
+        img[max(r0, 0):r1 + 1, max(c0, 0):c1 + 1] = np.asarray(box.colour, np.uint8)
     rows, cols = np.mgrid[0:size, 0:size]
 
     def disc(x: float, y: float, radius: float, colour: tuple, ring: bool = False) -> None:

@@ -1,10 +1,19 @@
-"""Seeded scenarios: 1 or 2 boxes, bottle hidden behind them, pass on the instructed side.
+"""Seeded worlds: 1 or 2 boxes, clutter, a bottle hidden behind them, pass on the instructed side.
 
-A scenario is the V4 file-name tag (`synthetic.Scenario`: boxes, layout, side, variant,
-distance); the seed draws sizes, positions and colours. Worlds built for the left and the right
-variant of the same scenario and seed differ only in where the bottle and the goal are, and the
-bottle is hidden behind the obstacle from the start pose: the first frames are identical, so only
-the instruction says which way to go, and a policy that ignores it fails half the scenarios.
+A scenario is the V4 file-name tag (`synthetic.Scenario`: boxes, layout, side, variant, distance);
+the seed draws, continuously and on scales larger than a 0.46 m key press, the obstacles' lateral
+offset, depth, width and gap, their distance (a range per distance tag), the start pose, the
+bottle's position, 2-5 distractor objects, and the look: colours from a set, floor and wall
+patterns, lighting. So the expert's key-press route changes with the geometry: one route replayed
+does not solve other worlds, the camera has to be used.
+
+Worlds built for the left and the right variant of the same scenario and seed differ only in
+where the bottle and the goal are, and the bottle is hidden behind the obstacles from the start:
+the first frames are identical, so only the instruction says which way to go.
+
+Two distributions (`worlds`): "iid" (training and held-out evaluation) and "ood" (colours,
+distances never drawn for "iid"; with the `vert` layout, which the training scenarios lack, it is
+the out-of-distribution set `OOD_SCENARIOS`).
 """
 
 from __future__ import annotations
@@ -16,16 +25,34 @@ import numpy as np
 
 from robovlms_mobile.data.format import instruction_for
 from robovlms_mobile.data.format import DISTANCES, NAME_RE, SIDES, Scenario
+from robovlms_mobile.sim.planner import plan_route
 from robovlms_mobile.sim.world import LATTICE, ROBOT_RADIUS, STANDOFF, Box, World
 
-APPROACH_STEPS = {"close": 1, "medium": 2, "far": 3}  # key presses straight ahead before the detour
-START_JITTER = 0.15  # the start pose varies by up to this much per axis: the expert then stops off the lattice goal
-CLEARANCE = 0.05 + START_JITTER  # metres kept between the robot disc and a box by the expert's lattice route
-BOTTLE_MARGIN = 0.04  # rad: the bottle stays this far inside the obstacle's silhouette at the start
+DISTRIBUTIONS = ("iid", "ood")
+FRONT = {"close": (0.9, 1.6), "medium": (1.6, 2.3), "far": (2.3, 3.0)}  # metres to the obstacles' front face (iid)
+OOD_FRONT = {"close": (3.15, 3.4), "medium": (3.4, 3.65), "far": (3.65, 3.9)}  # OOD: farther than any iid world
+START_BOX = (0.3, 0.4)  # the start pose varies by up to this much in x and y
+LATERAL = 0.6  # the obstacle group's centre lies within +-LATERAL of the start line
+BOTTLE_MARGIN = 0.03  # rad-ish (tan): the bottle stays this far inside the obstacles' silhouette at the start
+MAX_DRAWS = 200  # redraws until a world both sides can be driven in (deterministic per seed)
+
+# colour sets (RGB); "ood" shares none of them
+COLOURS = {
+    "iid": {"box": [(150, 100, 52), (178, 138, 88), (128, 122, 116), (152, 72, 56), (96, 106, 124)],
+            "floor": [(135, 135, 142), (150, 126, 100), (112, 122, 110), (168, 164, 154)],
+            "wall": [(205, 200, 185), (188, 198, 212), (212, 192, 170), (182, 182, 182)],
+            "distractor": [(205, 62, 52), (62, 92, 182), (222, 202, 62), (86, 86, 92), (232, 232, 232)]},
+    "ood": {"box": [(58, 152, 172), (172, 72, 162), (70, 150, 60)],
+            "floor": [(92, 72, 112), (62, 92, 124)],
+            "wall": [(122, 172, 132), (202, 152, 172)],
+            "distractor": [(255, 140, 0), (0, 205, 205)]},
+}
+BOTTLE_RGB = (40, 165, 70)
 
 # the default evaluation set: 1 box and 2 boxes side by side, both sides, three distances
 DEFAULT_SCENARIOS = tuple(Scenario(n, "hori", side, "core", dist) for n in (1, 2) for dist in DISTANCES for side in SIDES)
-ALL_SCENARIOS = DEFAULT_SCENARIOS + tuple(Scenario(2, "vert", side, "core", dist) for dist in DISTANCES for side in SIDES)
+OOD_SCENARIOS = tuple(Scenario(2, "vert", side, "core", dist) for dist in DISTANCES for side in SIDES)  # a layout never in training
+ALL_SCENARIOS = DEFAULT_SCENARIOS + OOD_SCENARIOS
 
 
 def parse_scenario(name: str) -> Scenario:
@@ -43,86 +70,126 @@ def scenario_name(sc: Scenario) -> str:
     return f"{sc.n_boxes}box{layout}_{sc.side}_{sc.distance}"
 
 
-def _lattice_up(value: float) -> float:
-    return LATTICE * math.ceil(value / LATTICE - 1e-9)
+def _pick(rng: np.random.Generator, options: list, jitter: float = 14.0) -> np.ndarray:
+    base = np.array(options[int(rng.integers(len(options)))], np.float32)
+    return np.clip(base + rng.uniform(-jitter, jitter, 3), 0, 255)
 
 
-def detour_waypoints(boxes: tuple[Box, ...], side: str) -> list[tuple[float, float]]:
-    """Lattice waypoints from (0, 0) around the boxes on `side`, ending one step towards it.
-
-    A robot starting within START_JITTER of (0, 0) and moving in whole key presses reaches each
-    waypoint up to its own start offset; CLEARANCE covers that offset.
-    """
-    s = 1.0 if side == "left" else -1.0
-    front = min(b.x0 for b in boxes)
-    back = max(b.x1 for b in boxes)
-    half = max(b.y1 for b in boxes) if s > 0 else -min(b.y0 for b in boxes)  # extent towards `side`
-    n_out = math.ceil((half + ROBOT_RADIUS + CLEARANCE) / LATTICE - 1e-9)
-    # start the diagonal late enough to be close, early enough that the disc clears the front face
-    x_a = LATTICE * math.floor((front - half - 2 * ROBOT_RADIUS - CLEARANCE) / LATTICE + 1e-9)
-    x_o = x_a + n_out * LATTICE
-    x_p = max(x_o, _lattice_up(back + ROBOT_RADIUS + CLEARANCE))
-    y_pass = s * n_out * LATTICE
-    return [(x_a, 0.0), (x_o, y_pass), (x_p, y_pass), (x_p + (n_out - 1) * LATTICE, s * LATTICE)]
+def _palette(rng: np.random.Generator, worlds: str) -> dict:
+    """Colours with the world's lighting baked in, and the floor / wall patterns."""
+    c = COLOURS[worlds]
+    light = rng.uniform(0.75, 1.15)
+    wall, floor = _pick(rng, c["wall"]), _pick(rng, c["floor"])
+    lit = lambda rgb: np.clip(np.asarray(rgb, np.float32) * light, 0, 255)
+    return {"wall": lit(wall), "wall2": lit(wall * rng.uniform(0.8, 0.95)), "floor": lit(floor),
+            "floor2": lit(floor * rng.uniform(0.8, 0.95)), "base": lit(_pick(rng, [(70, 65, 60)], 10)),
+            "ceiling": lit(_pick(rng, [(225, 225, 228)], 8)), "bottle": lit(_pick(rng, [BOTTLE_RGB], 12)),
+            "label": lit((235, 235, 235)), "cap": lit(_pick(rng, [(30, 60, 160)], 12)),
+            "floor_pattern": int(rng.integers(3)), "floor_tile": float(rng.uniform(0.3, 0.8)),
+            "wall_pattern": int(rng.integers(3)), "wall_panel": float(rng.uniform(0.4, 1.0)),
+            "light": float(light), "side_shade": float(rng.uniform(0.55, 0.85))}
 
 
-def _palette(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    def jit(rgb: tuple, a: float = 12) -> np.ndarray:
-        return np.clip(np.array(rgb, np.float32) + rng.uniform(-a, a, 3), 0, 255)
-
-    return {"wall": jit((205, 200, 185)), "floor": jit((135, 135, 142)), "base": jit((70, 65, 60), 8),
-            "box": jit((150, 100, 52)), "box_side": jit((105, 68, 35), 8), "tape": jit((196, 170, 120), 8),
-            "bottle": jit((40, 165, 70)), "label": np.array([235, 235, 235], np.float32), "cap": jit((30, 60, 160), 10),
-            "ceiling": jit((225, 225, 228), 6)}
-
-
-def _boxes(scenario: Scenario, rng: np.random.Generator) -> tuple[Box, ...]:
-    depth, height = 0.45 * rng.uniform(0.94, 1.06), 0.45 * rng.uniform(0.94, 1.06)
-    y0 = rng.uniform(-0.05, 0.05)
+def _boxes(scenario: Scenario, rng: np.random.Generator, worlds: str, light: float) -> tuple[Box, ...]:
+    depth, height = rng.uniform(0.3, 0.7), rng.uniform(0.42, 0.62)  # taller than the camera: the bottle hides
+    yc = rng.uniform(-LATERAL, LATERAL)
+    front = rng.uniform(*(OOD_FRONT if worlds == "ood" else FRONT)[scenario.distance])
     if scenario.n_boxes == 1:
-        width = 0.8 * rng.uniform(0.94, 1.06)
-        spans = [(y0 - width / 2, y0 + width / 2, 0.0)]
-    elif scenario.layout == "hori":
-        width = 0.6 * rng.uniform(0.94, 1.06)
-        spans = [(y0 - width - 0.03, y0 - 0.03, 0.0), (y0 + 0.03, y0 + width + 0.03, 0.0)]
-    else:
-        width = 0.8 * rng.uniform(0.94, 1.06)
-        spans = [(y0 - width / 2, y0 + width / 2, 0.0), (y0 - width / 2, y0 + width / 2, depth + 0.3)]
-    half = max(max(abs(a), abs(b)) for a, b, _ in spans)
-    front = APPROACH_STEPS[scenario.distance] * LATTICE + half + 2 * ROBOT_RADIUS + CLEARANCE + rng.uniform(0.02, 0.08)
-    return tuple(Box(front + dx, front + dx + depth, a, b, height) for a, b, dx in spans)
+        w = rng.uniform(0.4, 1.4)
+        spans = [(yc - w / 2, yc + w / 2, 0.0, depth)]
+    elif scenario.layout == "hori":  # side by side, a gap too narrow to drive through
+        w1, w2, gap = rng.uniform(0.25, 0.7), rng.uniform(0.25, 0.7), rng.uniform(0.0, 0.12)
+        spans = [(yc - gap / 2 - w1, yc - gap / 2, 0.0, depth), (yc + gap / 2, yc + gap / 2 + w2, 0.0, rng.uniform(0.3, 0.7))]
+    else:  # one behind the other
+        w1, w2, shift = rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0), rng.uniform(-0.2, 0.2)
+        back = depth + rng.uniform(0.25, 0.5)
+        spans = [(yc - w1 / 2, yc + w1 / 2, 0.0, depth), (yc + shift - w2 / 2, yc + shift + w2 / 2, back, back + rng.uniform(0.3, 0.6))]
+    colours = [tuple(float(v) for v in np.clip(_pick(rng, COLOURS[worlds]["box"]) * light, 0, 255)) for _ in spans]
+    return tuple(Box(front + x0, front + x1, a, b, height, colour) for (a, b, x0, x1), colour in zip(spans, colours))
 
 
-def _hidden(boxes: tuple[Box, ...], tx: float, ty: float, radius: float) -> bool:
-    """Whether the bottle at (tx, ty) lies inside the front box's silhouette seen from the start, on both sides."""
-    x0 = min(b.x0 for b in boxes)
-    face = [b for b in boxes if b.x0 < x0 + 1e-6]  # the front faces (two for boxes side by side)
-    reach = min(max(b.y1 for b in face), -min(b.y0 for b in face)) / x0  # narrower side: left and right agree
-    return (abs(ty) + radius) / (tx - radius) < reach - BOTTLE_MARGIN
+def _hidden(boxes: tuple[Box, ...], start: tuple[float, float], tx: float, ty: float, radius: float) -> bool:
+    """Whether the bottle at (tx, ty) lies, seen from `start`, inside the union of the boxes' front faces."""
+    sx, sy = start
+    spans = sorted(((b.y0 - sy) / (b.x0 - sx), (b.y1 - sy) / (b.x0 - sx)) for b in boxes)
+    lo, hi = (ty - sy - radius) / (tx - sx - radius) - BOTTLE_MARGIN, (ty - sy + radius) / (tx - sx - radius) + BOTTLE_MARGIN
+    reach = lo
+    for a, b in spans:  # sorted by their left end: extend the covered run from lo while there is no gap
+        if a > reach:
+            break
+        reach = max(reach, b)
+    return reach >= hi
 
 
-def build_world(scenario: Scenario, seed: int | list[int] = 0) -> World:
+def _distractors(rng: np.random.Generator, worlds: str, light: float, room: tuple, keep_clear: list[tuple[float, float, float]],
+                 boxes: tuple[Box, ...]) -> tuple[Box, ...]:
+    """2-5 clutter objects (the first three in the corridor to the bottle), clear of the start, the goals, the bottles and the boxes."""
+    x_min, x_max, y_min, y_max = room
+    out: list[Box] = []
+    for k in range(int(rng.integers(2, 6))):
+        dx, dy, h = rng.uniform(0.15, 0.35), rng.uniform(0.15, 0.35), rng.uniform(0.12, 0.5)
+        colour = tuple(float(v) for v in np.clip(_pick(rng, COLOURS[worlds]["distractor"]) * light, 0, 255))
+        for _ in range(20):
+            x, y = rng.uniform(x_min + 0.1, x_max - 0.1 - dx), rng.uniform(y_min + 0.1, y_max - 0.1 - dy)
+            if k < 3:  # the first three stand in the corridor from the start to the bottle, where a route may have to avoid them
+                x, y = rng.uniform(0.6, max(0.7, x_max - 0.6 - dx)), rng.uniform(-1.3, 1.3 - dy)
+            cx, cy = x + dx / 2, y + dy / 2
+            if any(math.hypot(cx - px, cy - py) < r for px, py, r in keep_clear):
+                continue
+            if any(x < b.x1 + 0.5 and x + dx > b.x0 - 0.5 and y < b.y1 + 0.5 and y + dy > b.y0 - 0.5 for b in boxes + tuple(out)):
+                continue
+            out.append(Box(x, x + dx, y, y + dy, h, colour, "distractor"))
+            break
+    return tuple(out)
+
+
+def _on_lattice(start: tuple[float, float], point: tuple[float, float]) -> tuple[float, float]:
+    """The lattice node (key presses from `start`) nearest `point`."""
+    return tuple(s + LATTICE * round((p - s) / LATTICE) for s, p in zip(start, point))
+
+
+def build_world(scenario: Scenario | str, seed: int | list[int] = 0, worlds: str = "iid") -> World:
     """The world of one scenario and seed; every random draw is independent of the side."""
     if isinstance(scenario, str):
         scenario = parse_scenario(scenario)
-    rng = np.random.default_rng(seed)
-    palette = _palette(rng)
-    boxes = _boxes(scenario, rng)
-    t_dx, t_dy, wall_gap, room_pad = rng.uniform(0.0, 0.05), rng.uniform(-0.03, 0.03), rng.uniform(0.8, 1.4), rng.uniform(0.5, 0.9)
-    start = tuple(float(v) for v in rng.uniform(-START_JITTER, START_JITTER, 2))
-    # the widest detour of either side fixes the room, so left and right rooms are the same
-    routes = {side: detour_waypoints(boxes, side) for side in SIDES}
-    last = routes[scenario.side][-1]
-    x_far = max(r[-1][0] for r in routes.values())
-    n_b = 1
-    while not _hidden(boxes, x_far + n_b * LATTICE + STANDOFF + 0.05, LATTICE + 0.03, 0.05):
-        n_b += 1
-    goal = (x_far + n_b * LATTICE, last[1])
-    target = (goal[0] + STANDOFF + t_dx, goal[1] + t_dy)
-    y_half = max(abs(p[1]) for r in routes.values() for p in r) + ROBOT_RADIUS + room_pad
-    room = (-0.6, goal[0] + STANDOFF + 0.05 + wall_gap, -y_half, y_half)
-    return World(boxes=boxes, target=target, goal=goal, side=scenario.side,
-                 instruction=instruction_for(scenario.n_boxes, scenario.side), room=room, palette=palette, start=start)
+    if worlds not in DISTRIBUTIONS:
+        raise ValueError(f"worlds {worlds!r}: expected one of {', '.join(DISTRIBUTIONS)}")
+    # the scenario (not its side) enters the seed: worlds of different scenarios are drawn independently
+    tag = [scenario.n_boxes, ("hori", "vert").index(scenario.layout), DISTANCES.index(scenario.distance), DISTRIBUTIONS.index(worlds)]
+    rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), *tag])
+    for _ in range(MAX_DRAWS):
+        world = _draw(scenario, rng, worlds)
+        if world is not None:
+            return world
+    raise RuntimeError(f"no drivable world for {scenario_name(scenario)} seed {seed} in {MAX_DRAWS} draws")
+
+
+def _draw(scenario: Scenario, rng: np.random.Generator, worlds: str) -> World | None:
+    """One draw of every random quantity (in a fixed order); None when either side cannot be driven."""
+    palette = _palette(rng, worlds)
+    boxes = _boxes(scenario, rng, worlds, palette["light"])
+    start = (float(rng.uniform(-START_BOX[0], START_BOX[0])), float(rng.uniform(-START_BOX[1], START_BOX[1])))
+    back = max(b.x1 for b in boxes)
+    y_lo, y_hi = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    tx, dy = back + rng.uniform(0.7, 1.9), rng.uniform(0.05, 0.6)
+    yc = (y_lo + y_hi) / 2
+    targets = {side: (tx, yc + (dy if side == "left" else -dy)) for side in SIDES}
+    room = (-0.6 + start[0] - rng.uniform(0.0, 0.3), tx + rng.uniform(0.5, 1.4),
+            y_lo - rng.uniform(0.8, 1.5), y_hi + rng.uniform(0.8, 1.5))
+    goals = {side: _on_lattice(start, (t[0] - STANDOFF, t[1])) for side, t in targets.items()}
+    clear = [(*start, 0.6)] + [(*g, 0.5) for g in goals.values()] + [(*t, 0.35) for t in targets.values()]
+    distractors = _distractors(rng, worlds, palette["light"], room, clear, boxes)
+    if not all(_hidden(boxes, start, *t, 0.05) for t in targets.values()):
+        return None
+    built = {}
+    for side in SIDES:
+        world = World(boxes=boxes, target=targets[side], goal=goals[side], side=side,
+                      instruction=instruction_for(scenario.n_boxes, side), room=room, palette=palette, start=start,
+                      distractors=distractors, worlds=worlds)
+        if world.collides(*goals[side]) or plan_route(world, start, goals[side], side) is None:
+            return None
+        built[side] = world
+    return built[scenario.side]
 
 
 def mirror(scenario: Scenario) -> Scenario:

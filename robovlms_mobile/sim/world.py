@@ -1,4 +1,4 @@
-"""The simulated room: axis-aligned boxes, a bottle, a holonomic base; dynamics, collisions, success.
+"""The simulated room: axis-aligned boxes, distractors, a bottle, a holonomic base; dynamics, collisions, success.
 
 Coordinates: x forward (the camera always looks along +x: the base never turns), y left, metres.
 One step applies a velocity command `[linear_x, linear_y]` (m/s, clipped to +-max_speed per axis)
@@ -23,13 +23,15 @@ SUBSTEPS = 8  # collision checks per step
 
 @dataclass(frozen=True)
 class Box:
-    """An axis-aligned obstacle on the floor: x0 < x1 (depth), y0 < y1 (width), height h."""
+    """An axis-aligned object on the floor: x0 < x1 (depth), y0 < y1 (width), height h, RGB colour."""
 
     x0: float
     x1: float
     y0: float
     y1: float
     h: float
+    colour: tuple[float, float, float] = (150.0, 100.0, 52.0)
+    kind: str = "box"  # "box" (an obstacle to pass) or "distractor" (clutter to avoid)
 
     @property
     def center(self) -> tuple[float, float]:
@@ -49,20 +51,34 @@ class World:
     palette: dict = field(default_factory=dict, compare=False)
     start: tuple[float, float] = (0.0, 0.0)  # robot position at the first frame
     target_radius: float = 0.05
+    distractors: tuple[Box, ...] = ()  # clutter: obstacles too, but not the ones the instruction names
+    worlds: str = "iid"  # the world distribution it was drawn from (sim/scenarios.py DISTRIBUTIONS)
 
     def collides(self, x: float, y: float) -> bool:
-        """Whether a robot disc at (x, y) overlaps a box, the bottle or a wall."""
+        """Whether a robot disc at (x, y) overlaps a box, a distractor, the bottle or a wall."""
+        return bool(self.blocked(np.array([x]), np.array([y]))[0])
+
+    def blocked(self, xs: np.ndarray, ys: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Vectorised `collides` for robot discs (radius + margin) at many points (same shape as xs)."""
         x_min, x_max, y_min, y_max = self.room
-        r = ROBOT_RADIUS
-        if x - r < x_min or x + r > x_max or y - r < y_min or y + r > y_max:
-            return True
-        for b in self.boxes:
-            dx = max(b.x0 - x, 0.0, x - b.x1)
-            dy = max(b.y0 - y, 0.0, y - b.y1)
-            if dx * dx + dy * dy < r * r:
-                return True
+        r = ROBOT_RADIUS + margin
+        out = (xs - r < x_min) | (xs + r > x_max) | (ys - r < y_min) | (ys + r > y_max)
+        for b in self.boxes + self.distractors:
+            dx = np.maximum(np.maximum(b.x0 - xs, 0.0), xs - b.x1)
+            dy = np.maximum(np.maximum(b.y0 - ys, 0.0), ys - b.y1)
+            out |= dx * dx + dy * dy < r * r
         tx, ty = self.target
-        return (x - tx) ** 2 + (y - ty) ** 2 < (r + self.target_radius) ** 2
+        return out | ((xs - tx) ** 2 + (ys - ty) ** 2 < (r + self.target_radius) ** 2)
+
+    def objects(self) -> list[dict]:
+        """Every object in the room as plain values: kind, centre [x, y] (m), size [depth, width, height] (m), RGB colour."""
+        out = [{"kind": b.kind, "position": [round((b.x0 + b.x1) / 2, 4), round((b.y0 + b.y1) / 2, 4)],
+                "size": [round(b.x1 - b.x0, 4), round(b.y1 - b.y0, 4), round(b.h, 4)], "colour": [round(float(c), 1) for c in b.colour]}
+               for b in self.boxes + self.distractors]
+        bottle = self.palette.get("bottle", (40.0, 165.0, 70.0))
+        out.append({"kind": "bottle", "position": [round(self.target[0], 4), round(self.target[1], 4)],
+                    "size": [2 * self.target_radius, 2 * self.target_radius, 0.30], "colour": [round(float(c), 1) for c in bottle]})
+        return out
 
     def pass_side(self, y: float) -> str:
         """Which side of the obstacles a robot at lateral position y is on."""

@@ -50,7 +50,7 @@ def test_replaying_the_expert_succeeds_with_expert_path_length(tmp_path):
     assert isinstance(policy, Policy)
     fields, frames = run_episode(policy, world, frame_size=SIZE, record=True)
     assert fields["success"] and fields["reason"] == "success"
-    assert fields["path_length"] == pytest.approx(expert_path_length(world))
+    assert fields["path_length"] == pytest.approx(expert_path_length(world)) and fields["moved"]
     assert policy.seen[0] == ((36, 64, 3), world.instruction)
     assert len(frames) == fields["steps"] + 1 and frames[0].shape == (36, 64 + 36, 3)
 
@@ -58,8 +58,9 @@ def test_replaying_the_expert_succeeds_with_expert_path_length(tmp_path):
 def test_constant_policies_are_judged():
     forward = evaluate_closed_loop(Replay([[SPEED, 0.0]] * 40), PAIR, episodes=2, frame_size=SIZE)
     assert forward["overall"]["collision_rate"] == 1.0 and forward["overall"]["success_rate"] == 0.0
+    assert forward["overall"]["moved_rate"] == 1.0 and forward["overall"]["spl"] == 0.0
     idle = evaluate_closed_loop(Replay([]), PAIR, episodes=1, frame_size=SIZE, max_steps=5)
-    assert idle["overall"]["reasons"] == {"timeout": 2}
+    assert idle["overall"]["reasons"] == {"timeout": 2} and idle["overall"]["moved_rate"] == 0.0
     assert set(idle["per_scenario"]) == {"1box_left_close", "1box_right_close"}
     assert [e["world_seed"] for e in idle["episodes"]] == [[1000, 0], [1000, 0]]
 
@@ -71,6 +72,7 @@ def test_same_commands_for_both_sides_succeed_at_most_half(tmp_path):
     assert report["per_scenario"]["1box_left_close"]["success_rate"] == 1.0
     assert report["per_scenario"]["1box_right_close"]["success_rate"] == 0.0
     assert report["overall"]["path_ratio_vs_expert"] == pytest.approx(1.0)
+    assert report["overall"]["spl"] == pytest.approx(0.5)  # 1.0 on the one success, 0 on the failure
     assert len(report["gifs"]) == 2 and Image.open(report["gifs"][0]).n_frames > 3
 
 
@@ -182,3 +184,29 @@ def test_eval_cli_sends_the_api_key_from_the_environment(stand_in_server, tmp_pa
 def test_remote_policy_unreachable_server_is_one_clear_error():
     with pytest.raises(ConnectionError, match="unreachable"):
         RemotePolicy.connect("http://127.0.0.1:9", timeout=2).reset()
+
+
+def _eval_cli(*args, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("robovlms-mobile"))
+    out = subprocess.run([cli, "eval", "closed-loop", *args, "--episodes", "1", "--scenarios", "1box_left_close",
+                          "--gifs", "0", "--no-progress", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads((tmp_path / "report.json").read_text()), out.stderr
+
+
+def test_eval_cli_drives_as_the_checkpoint_was_trained(sim_checkpoint, sim_episodes, tmp_path):
+    """No flags: the checkpoint's frame size and worlds, the test split, the overlap with its training data."""
+    report, err = _eval_cli(str(sim_checkpoint), tmp_path=tmp_path / "a")
+    assert report["settings"]["frame_size"] == [36, 64] and report["settings"]["worlds"] == "iid"
+    assert report["settings"]["seed"] == 1000 and "notice" not in err
+    assert 0 < report["seen_in_training"]["training_sequences"] <= 6  # distinct key sequences of its 6 training episodes
+    report, err = _eval_cli(str(sim_checkpoint), "--frame-size", "48x80", "--reference", "image_frozen", tmp_path=tmp_path / "b")
+    assert report["settings"]["frame_size"] == [48, 80] and report["policy"]["reference"] == "image_frozen"
+    assert err.count("notice") == 1 and "differs from the 36x64 frames the checkpoint was trained on" in err
+    report, _ = _eval_cli("--reference", "replay", "--train-data", str(sim_episodes), "--frame-size", "36x64",
+                          "--worlds", "ood", "--scenarios", "2box_vert_left_far", tmp_path=tmp_path / "c")
+    assert report["settings"]["worlds"] == "ood" and report["settings"]["seed"] == 3000 and report["overall"]["moved_rate"] == 1.0
