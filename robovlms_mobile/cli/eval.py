@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, command_group, add_dtype_option, add_progress_option, frame_size,
+from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, add_dtype_option,
+                                         add_execution_options, add_progress_option, command_group, execution_spec,
+                                         frame_size,
                                          positive_float, positive_int, nonnegative_int)
 from robovlms_mobile.cli.sim import scenario_arg
 from robovlms_mobile.task import FRAME_SIZE
@@ -54,11 +56,18 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if args.server and args.blank_instruction:
         raise UsageError("--blank-instruction needs an in-process checkpoint "
                          "(the server refuses an empty instruction)")
+    if args.delay_from_server and not args.server:
+        raise UsageError("--delay-from-server needs --server (it measures each answer's wall time)")
+    if args.delay_from_server and args.delay_steps:
+        raise UsageError("give --delay-steps or --delay-from-server, not both")
     if args.server:
         policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
     else:
         policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps,
                                                  dtype=args.dtype)
+    execution = None
+    if args.execution == "async" or args.delay_steps or args.delay_from_server:
+        policy, execution = _executed(policy, args)
     if args.blank_instruction:
         policy = BlankInstruction(policy)
     out = _out_dir(args, "closed_loop")
@@ -72,12 +81,39 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
                         "blank_instruction": args.blank_instruction, "dtype": None if args.server else args.dtype,
-                        "chunk_steps": args.chunk_steps}
+                        "chunk_steps": args.chunk_steps,
+                        "execution": execution.describe() if execution else {"execution": "sync", "direct": True},
+                        "delay_steps": "from_server" if args.delay_from_server else args.delay_steps}
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}}))
     return 0
+
+
+def _executed(policy, args: argparse.Namespace):
+    """`policy` driven through the chunk executor, its answers delayed; returns (policy, ExecutionSpec)."""
+    from robovlms_mobile.eval.execution import ExecutedPolicy
+    from robovlms_mobile.runtime.chunking import StrategySpec
+    from robovlms_mobile.runtime.client import PolicyServerError
+    from robovlms_mobile.task import STEP_S
+
+    spec = execution_spec(args, StrategySpec("reuse", reuse_steps=args.chunk_steps))
+    if args.server:
+        try:
+            chunk_size = int(policy.client.health()["policy"]["chunk_size"])
+        except (ConnectionError, PolicyServerError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"--server {args.server}: /health gave no policy chunk_size ({exc})") from None
+        source = policy.predict_chunk
+    else:
+        chunk_size, source = policy.meta.chunk, policy.predict_chunk
+    if args.delay_steps > chunk_size:
+        raise UsageError(f"--delay-steps must be in 0..{chunk_size} (the chunk length), got {args.delay_steps}")
+    try:
+        return ExecutedPolicy(source, policy.reset, chunk_size, spec, delay_steps=args.delay_steps,
+                              step_s=STEP_S if args.delay_from_server else None), spec
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -114,7 +150,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--scenarios", type=scenario_arg, nargs="+", help="default: 1box and 2box, left/right, close/medium/far")
     c.add_argument("--seed", type=int, default=1000, help="world seeds are [SEED, k] (default: %(default)s)")
     c.add_argument("--max-steps", type=positive_int, default=40, help="steps before a timeout (default: %(default)s)")
-    c.add_argument("--chunk-steps", type=positive_int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
+    c.add_argument("--chunk-steps", type=positive_int, default=1,
+                   help="sync: execute this many steps of each predicted chunk (default: %(default)s)")
+    add_execution_options(c)
+    c.add_argument("--delay-steps", type=nonnegative_int, default=0,
+                   help="simulated inference delay: each answer arrives this many steps (0.4 s each) after its frame, "
+                        "0..chunk length (default: %(default)s)")
+    c.add_argument("--delay-from-server", action="store_true",
+                   help="with --server: each answer arrives after the wall time it really took, in steps rounded up")
     c.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW camera frames (default: %(default)s)")
     c.add_argument("--gifs", type=nonnegative_int, default=4, help="rollouts saved as GIF (default: %(default)s)")
     c.add_argument("--blank-instruction", action="store_true", help="give the policy an empty instruction (ablation)")

@@ -3,7 +3,9 @@
 Each episode starts at the start pose; every step renders the camera frame, asks the policy for
 a command and applies it for 0.4 s. It ends at the first stop after the robot has moved, on a
 collision, or after `max_steps`. Figures: success / collision / wrong-side rates, final distance
-to the goal, and path length against the scripted expert's in the same world.
+to the goal, path length against the scripted expert's in the same world (and SPL), idle steps
+and jerk. A policy may answer None for a step: nothing to execute yet (an idle step, e.g. waiting
+for a late answer, eval/execution.py); the robot stands still and that is no stop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robovlms_mobile.data.format import Scenario
+from robovlms_mobile.eval.execution import jerk
 from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.sim.expert import ScriptedExpert
 from robovlms_mobile.sim.media import save_gif, side_by_side
@@ -28,6 +31,7 @@ from robovlms_mobile.task import FRAME_SIZE
 
 EVAL_SEED = 1000  # world seeds [EVAL_SEED, k]: disjoint from the expert data's [data_seed, cycle] with small data seeds
 MAX_STEPS = 40
+IDLE_BOUND = 12  # an episode lasts at most this many times max_steps (sync at a delay of 10 steps needs 11)
 
 
 @dataclass
@@ -42,6 +46,9 @@ class EpisodeResult:
     path_length: float
     expert_path_length: float
     steps: int
+    idle_steps: int = 0
+    gap_steps: int = 0  # idle steps after the first executed action (the start's wait excluded)
+    jerk: float = 0.0
 
 
 def expert_path_length(world: World, max_steps: int = 80) -> float:
@@ -60,23 +67,30 @@ def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = F
     """Drive one episode; returns the outcome fields and (when `record`) camera+map frames for a GIF."""
     policy.reset()
     state, frames, stopped = RobotState(*world.start), [], False
-    steps = 0
-    for steps in range(1, max_steps + 1):
+    steps, idle, gaps, executed = 0, 0, 0, []
+    # `max_steps` counts steps that execute an action; idle steps (waiting for an answer) come on top, bounded
+    while steps - idle < max_steps and steps < IDLE_BOUND * max_steps:
+        steps += 1
         frame = render_frame(world, state.x, state.y, frame_size)
         if record:
             frames.append(side_by_side(frame, world, state.trail or [world.start]))
-        action = np.asarray(policy.act(frame, world.instruction), np.float64)
+        answer = policy.act(frame, world.instruction)
+        idle += answer is None
+        gaps += answer is None and idle < steps
+        action = np.zeros(2) if answer is None else np.asarray(answer, np.float64)
+        executed.append(action)
         step(world, state, action)
         if state.collided:
             break
-        if state.moved and is_stop(action):
+        if state.moved and answer is not None and is_stop(action):
             stopped = True
             break
     if record:
         frames.append(side_by_side(render_frame(world, state.x, state.y, frame_size), world, state.trail))
     outcome = judge(world, state, stopped, steps)
     return {"success": outcome.success, "reason": outcome.reason, "final_error": outcome.final_error,
-            "path_length": outcome.path_length, "steps": outcome.steps}, frames
+            "path_length": outcome.path_length, "steps": outcome.steps, "idle_steps": idle, "gap_steps": gaps,
+            "jerk": jerk(executed)}, frames
 
 
 def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
@@ -86,6 +100,8 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         return {"episodes": 0}
     ok = [r for r in results if r.success]
     ratio = [r.path_length / r.expert_path_length for r in ok if r.expert_path_length > 0]
+    # SPL (Anderson et al. 2018): success weighted by expert length / max(path, expert length)
+    spl = [r.success * r.expert_path_length / max(r.path_length, r.expert_path_length, 1e-9) for r in results]
     reasons = Counter(r.reason for r in results)
     return {
         "episodes": n,
@@ -95,6 +111,11 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "timeout_rate": reasons["timeout"] / n,
         "final_error_m": float(np.mean([r.final_error for r in results])),
         "path_ratio_vs_expert": float(np.mean(ratio)) if ratio else None,  # successful episodes only
+        "spl": float(np.mean(spl)),
+        "idle_steps": int(sum(r.idle_steps for r in results)),
+        "gap_steps": int(sum(r.gap_steps for r in results)),
+        "idle_ratio": sum(r.idle_steps for r in results) / max(1, sum(r.steps for r in results)),
+        "jerk": float(np.mean([r.jerk for r in results])),
         "reasons": dict(sorted(reasons.items())),
     }
 
