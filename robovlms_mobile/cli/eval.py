@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, command_group, add_dtype_option, add_progress_option, frame_size,
+from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, add_dtype_option,
+                                         add_execution_options, add_progress_option, command_group, execution_spec,
+                                         frame_size,
                                          positive_float, positive_int, nonnegative_int)
 from robovlms_mobile.cli.sim import scenario_arg
 from robovlms_mobile.task import FRAME_SIZE
@@ -86,12 +88,20 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         raise UsageError("--blank-instruction and --reference instruction_blanked/untrained need an in-process checkpoint "
                          "(the server refuses an empty instruction)")
     policy, drive = None, None
+    if args.delay_from_server and not args.server:
+        raise UsageError("--delay-from-server needs --server (it measures each answer's wall time)")
+    if args.delay_from_server and args.delay_steps:
+        raise UsageError("give --delay-steps or --delay-from-server, not both")
     if args.server:
         policy = RemotePolicy.connect(args.server, args.api_key or None, api=args.api, timeout=args.timeout)
     elif args.checkpoint:
         policy = InProcessPolicy.from_checkpoint(args.checkpoint, args.base_model_dir, chunk_steps=args.chunk_steps,
                                                  dtype=args.dtype)
         drive = policy.meta.drive
+    base = policy  # before any execution wrapper: references read its module
+    execution = None
+    if policy is not None and (args.execution == "async" or args.delay_steps or args.delay_from_server):
+        policy, execution = _executed(policy, args)
     if args.blank_instruction:
         policy = BlankInstruction(policy)
     size, worlds, seed = _drive_settings(args, drive)
@@ -107,7 +117,7 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
     if args.reference == "replay" and episodes_on_disk is None:
         raise UsageError("--reference replay needs the training episodes: --train-data DIR (the checkpoint names none that exists)")
     if args.reference:
-        untrained = (InProcessPolicy.untrained(policy.module.configs, args.chunk_steps)
+        untrained = (InProcessPolicy.untrained(base.module.configs, args.chunk_steps)
                      if args.reference == "untrained" else None)
         policy = reference_policy(args.reference, trained=policy, untrained=untrained, episodes=episodes_on_disk)
     out = _out_dir(args, "closed_loop")
@@ -123,13 +133,40 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     report["policy"] = {"checkpoint": args.checkpoint, "server": args.server, "api": args.api if args.server else None,
                         "reference": args.reference, "blank_instruction": args.blank_instruction,
-                        "dtype": None if args.server else args.dtype, "chunk_steps": args.chunk_steps, "train_data": train_data}
+                        "dtype": None if args.server else args.dtype, "chunk_steps": args.chunk_steps, "train_data": train_data,
+                        "execution": execution.describe() if execution else {"execution": "sync", "direct": True},
+                        "delay_steps": "from_server" if args.delay_from_server else args.delay_steps}
     out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
     (out / "report.json").write_text(json.dumps(report, indent=2))
     extra = {"seen_in_training": report["seen_in_training"]} if "seen_in_training" in report else {}
     print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}, **extra}))
     return 0
+
+
+def _executed(policy, args: argparse.Namespace):
+    """`policy` driven through the chunk executor, its answers delayed; returns (policy, ExecutionSpec)."""
+    from robovlms_mobile.eval.execution import ExecutedPolicy
+    from robovlms_mobile.runtime.chunking import StrategySpec
+    from robovlms_mobile.runtime.client import PolicyServerError
+    from robovlms_mobile.task import STEP_S
+
+    spec = execution_spec(args, StrategySpec("reuse", reuse_steps=args.chunk_steps))
+    if args.server:
+        try:
+            chunk_size = int(policy.client.health()["policy"]["chunk_size"])
+        except (ConnectionError, PolicyServerError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"--server {args.server}: /health gave no policy chunk_size ({exc})") from None
+        source = policy.predict_chunk
+    else:
+        chunk_size, source = policy.meta.chunk, policy.predict_chunk
+    if args.delay_steps > chunk_size:
+        raise UsageError(f"--delay-steps must be in 0..{chunk_size} (the chunk length), got {args.delay_steps}")
+    try:
+        return ExecutedPolicy(source, policy.reset, chunk_size, spec, delay_steps=args.delay_steps,
+                              step_s=STEP_S if args.delay_from_server else None), spec
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -176,7 +213,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--train-data", metavar="DIR", help="training episodes, for --reference replay and the share of held-out "
                                                        "expert key sequences seen in training (default: the checkpoint's)")
     c.add_argument("--max-steps", type=positive_int, default=40, help="steps before a timeout (default: %(default)s)")
-    c.add_argument("--chunk-steps", type=positive_int, default=1, help="execute this many steps of each predicted chunk (default: %(default)s)")
+    c.add_argument("--chunk-steps", type=positive_int, default=1,
+                   help="sync: execute this many steps of each predicted chunk (default: %(default)s)")
+    add_execution_options(c)
+    c.add_argument("--delay-steps", type=nonnegative_int, default=0,
+                   help="simulated inference delay: each answer arrives this many steps (0.4 s each) after its frame, "
+                        "0..chunk length (default: %(default)s)")
+    c.add_argument("--delay-from-server", action="store_true",
+                   help="with --server: each answer arrives after the wall time it really took, in steps rounded up")
     c.add_argument("--frame-size", type=frame_size, help="HxW camera frames (default: the size the checkpoint was trained "
                                                            "on; 144x256 when it does not say)")
     c.add_argument("--gifs", type=nonnegative_int, default=4, help="rollouts saved as GIF (default: %(default)s)")

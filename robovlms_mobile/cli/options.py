@@ -11,6 +11,9 @@ ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot clien
 STRATEGIES = ("receding", "reuse", "ensemble")
 DTYPES = ("fp32", "bf16", "int8")  # runtime.precision's, repeated so `--help` imports no torch (tested equal)
 DEFAULT_ENSEMBLE_DECAY = 0.01  # runtime.chunking's default, repeated so `--help` imports no numpy (tested equal)
+EXECUTIONS = ("sync", "async")  # runtime.executor's, repeated for the same reason (tested equal)
+MERGES = ("latest", "ensemble", "crossfade")
+DEFAULT_CROSSFADE_STEPS = 3
 
 
 # ---- value types: a bad value is an argparse error naming the flag ---------------------------
@@ -126,6 +129,39 @@ def add_strategy_options(p: argparse.ArgumentParser) -> None:
                    help="steps executed per query with --strategy reuse (default: %(default)s)")
     p.add_argument("--ensemble-decay", type=nonnegative_float, default=DEFAULT_ENSEMBLE_DECAY,
                    help="weight exp(-decay * i), i = 0 for the oldest chunk, with --strategy ensemble (default: %(default)s)")
+
+
+def add_execution_options(p: argparse.ArgumentParser, *, ensemble_decay: bool = True) -> None:
+    """`--execution`, `--merge`, `--query-threshold`, `--crossfade-steps` (and `--ensemble-decay`): sync or async chunks.
+
+    `ensemble_decay=False` where `add_strategy_options` already defines `--ensemble-decay` (one flag, both uses).
+    """
+    p.add_argument("--execution", choices=EXECUTIONS, default="sync",
+                   help="sync = wait for each answer, then act; async = keep executing the queued chunk while the "
+                        "next query runs on the newest frame (default: %(default)s)")
+    p.add_argument("--merge", choices=MERGES, default="latest",
+                   help="async: how a late chunk joins the queue after its first d (delay) actions are dropped: "
+                        "latest = it replaces the queue; ensemble = exponentially weighted average of every "
+                        "prediction for a step (--ensemble-decay); crossfade = linear blend over --crossfade-steps "
+                        "(default: %(default)s)")
+    p.add_argument("--query-threshold", type=positive_int,
+                   help="async: start the next query when fewer actions than this are queued (default: the chunk "
+                        "length, i.e. whenever no query is in flight)")
+    p.add_argument("--crossfade-steps", type=positive_int, default=DEFAULT_CROSSFADE_STEPS,
+                   help="async with --merge crossfade: steps over which the old plan fades into the new (default: %(default)s)")
+    if ensemble_decay:
+        p.add_argument("--ensemble-decay", type=nonnegative_float, default=DEFAULT_ENSEMBLE_DECAY,
+                       help="weight exp(-decay * i), i = 0 for the oldest prediction, with --merge ensemble "
+                            "(default: %(default)s)")
+
+
+def execution_spec(args: argparse.Namespace, strategy=None):
+    """The runtime.executor.ExecutionSpec the execution options describe (`strategy`: sync's chunk strategy)."""
+    from robovlms_mobile.runtime.chunking import StrategySpec
+    from robovlms_mobile.runtime.executor import ExecutionSpec
+
+    return ExecutionSpec(args.execution, args.merge, args.query_threshold, args.crossfade_steps, args.ensemble_decay,
+                         strategy or StrategySpec())
 
 
 def add_client_options(p: argparse.ArgumentParser) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from robovlms_mobile.cli.errors import UsageError
-from robovlms_mobile.cli.options import API_KEY_ENV, add_client_options, add_model_options, add_strategy_options, resolve_device
+from robovlms_mobile.cli.options import (API_KEY_ENV, add_client_options, add_execution_options, add_model_options,
+                                         add_strategy_options, execution_spec, resolve_device)
 from robovlms_mobile.task import MAX_SPEED
 
 
@@ -26,6 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_client_options(p)  # with --server
     p.add_argument("--instruction", required=True, help="the navigation command; /instruction (std_msgs/String) changes it")
     add_strategy_options(p)  # with --checkpoint (a server has its own)
+    add_execution_options(p, ensemble_decay=False)  # --ensemble-decay above serves --merge ensemble too
     p.add_argument("--image-topic", default="/camera/image_raw")
     p.add_argument("--compressed", action="store_true", help="the image topic is sensor_msgs/CompressedImage")
     p.add_argument("--image-service", help="poll this service for frames instead of subscribing (the robot's CSI camera: "
@@ -93,9 +96,16 @@ def run_bridge(args: argparse.Namespace) -> int:
             from robovlms_mobile.ros.interfaces import image_field, import_service_type
 
             image_field(import_service_type(topics.image_service_type), topics.image_service_field)
-        source = _source(args)
+        if args.execution == "async" and args.server and args.api != "native":
+            raise ValueError("--execution async needs --api native (the original API answers no chunk)")
+        source, chunk_size = _source(args)
+        executor, step_s = None, 1.0 / args.tick_hz
+        if args.execution == "async":
+            executor = execution_spec(args).build(chunk_size)
+            config = dataclasses.replace(config, max_horizon_s=2 * chunk_size * step_s)
         controller = DriveController(source, SafetyLayer(config), args.instruction, max_frame_age_s=args.max_frame_age,
-                                     on_action=_action_logger(args.action_log) if args.action_log else None)
+                                     on_action=_action_logger(args.action_log) if args.action_log else None,
+                                     executor=executor, step_s=step_s)
     except (RosUnavailableError, RuntimeError) as exc:  # no ROS here, or the policy server is not usable
         raise UsageError(str(exc)) from None
     run_node(controller, topics, allow_network_discovery=args.allow_network_discovery)
@@ -114,6 +124,7 @@ def _action_logger(path: str):
 
 
 def _source(args: argparse.Namespace):
+    """The action source the flags name and its chunk length."""
     if args.server:
         from robovlms_mobile.runtime.client import PolicyClient, PolicyServerError, RemotePolicy
 
@@ -127,15 +138,20 @@ def _source(args: argparse.Namespace):
         if args.api == "original":
             if health.get("model_loaded") is False:
                 raise RuntimeError(f"policy server {args.server} says its model is not loaded (/health model_loaded false)")
-            return RemotePolicy(client, vlm_model="kosmos")
+            return RemotePolicy(client, vlm_model="kosmos"), 1
         if "policy" not in health:
             raise RuntimeError(f"policy server {args.server} refused the API key (set ${API_KEY_ENV} or --api-key)")
-        return RemotePolicy(client)
+        try:
+            chunk_size = int(health["policy"]["chunk_size"])
+        except (KeyError, TypeError, ValueError):
+            raise RuntimeError(f"policy server {args.server}: /health names no policy chunk_size") from None
+        return RemotePolicy(client), chunk_size
     from robovlms_mobile.runtime.chunking import StrategySpec
     from robovlms_mobile.runtime.in_process import InProcessPolicy
     from robovlms_mobile.runtime.policy import MobileVLAPolicy
 
     strategy = StrategySpec(args.strategy, reuse_steps=args.reuse_steps, ensemble_decay=args.ensemble_decay)
     device = resolve_device(args.device)
-    return InProcessPolicy.wrap(MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir,
-                                                                strategy=strategy, device=device, dtype=args.dtype))
+    runtime = MobileVLAPolicy.from_checkpoint(args.checkpoint, base_model_dir=args.base_model_dir, strategy=strategy,
+                                              device=device, dtype=args.dtype)
+    return InProcessPolicy.wrap(runtime), runtime.chunk_size

@@ -2,11 +2,13 @@
 
 Each episode starts at the start pose; every step renders the camera frame, asks the policy for
 a command and applies it for 0.4 s. It ends at the first stop after the robot has moved, on a
-collision, or after `max_steps`. Figures: success, SPL (success weighted by expert path / max(path,
-expert path), averaged over all episodes as Habitat does), collision / wrong-side / timeout rates,
-the share of episodes in which the robot moved at all, final distance to the goal; and, given the
-training data's key sequences, the share of held-out expert key sequences seen verbatim in training.
-World seeds come from sim/splits.py (default: the test split).
+collision, or after `max_steps` executed steps. Figures: success, SPL (success weighted by expert path /
+max(path, expert path), averaged over all episodes as Habitat does), collision / wrong-side / timeout rates,
+the share of episodes in which the robot moved at all, final distance to the goal, idle steps and jerk;
+and, given the training data's key sequences, the share of held-out expert key sequences seen verbatim
+in training. World seeds come from sim/splits.py (default: the test split). A policy may answer None
+for a step: nothing to execute yet (an idle step, e.g. waiting for a late answer, eval/execution.py);
+the robot stands still and that is no stop.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robovlms_mobile.data.format import Scenario
+from robovlms_mobile.eval.execution import jerk
 from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.sim.expert import ScriptedExpert, key_sequence
 from robovlms_mobile.sim.media import save_gif, side_by_side
@@ -31,6 +34,7 @@ from robovlms_mobile.sim.world import RobotState, World, is_stop, judge, step
 from robovlms_mobile.task import FRAME_SIZE
 
 MAX_STEPS = 40
+IDLE_BOUND = 12  # an episode lasts at most this many times max_steps (sync at a delay of 10 steps needs 11)
 
 
 @dataclass
@@ -47,6 +51,9 @@ class EpisodeResult:
     steps: int
     moved: bool = False
     expert_keys: str = ""
+    idle_steps: int = 0
+    gap_steps: int = 0  # idle steps after the first executed action (the start's wait excluded)
+    jerk: float = 0.0
 
     @property
     def spl(self) -> float:
@@ -78,23 +85,30 @@ def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = F
     if hasattr(policy, "begin"):  # a privileged reference (eval/references.py) is told the world
         policy.begin(world)
     state, frames, stopped = RobotState(*world.start), [], False
-    steps = 0
-    for steps in range(1, max_steps + 1):
+    steps, idle, gaps, executed = 0, 0, 0, []
+    # `max_steps` counts steps that execute an action; idle steps (waiting for an answer) come on top, bounded
+    while steps - idle < max_steps and steps < IDLE_BOUND * max_steps:
+        steps += 1
         frame = render_frame(world, state.x, state.y, frame_size)
         if record:
             frames.append(side_by_side(frame, world, state.trail or [world.start]))
-        action = np.asarray(policy.act(frame, world.instruction), np.float64)
+        answer = policy.act(frame, world.instruction)
+        idle += answer is None
+        gaps += answer is None and idle < steps
+        action = np.zeros(2) if answer is None else np.asarray(answer, np.float64)
+        executed.append(action)
         step(world, state, action)
         if state.collided:
             break
-        if state.moved and is_stop(action):
+        if state.moved and answer is not None and is_stop(action):
             stopped = True
             break
     if record:
         frames.append(side_by_side(render_frame(world, state.x, state.y, frame_size), world, state.trail))
     outcome = judge(world, state, stopped, steps)
     return {"success": outcome.success, "reason": outcome.reason, "final_error": outcome.final_error,
-            "path_length": outcome.path_length, "steps": outcome.steps, "moved": state.moved}, frames
+            "path_length": outcome.path_length, "steps": outcome.steps, "moved": state.moved, "idle_steps": idle,
+            "gap_steps": gaps, "jerk": jerk(executed)}, frames
 
 
 def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
@@ -115,6 +129,10 @@ def summarise(results: Sequence[EpisodeResult]) -> dict[str, Any]:
         "timeout_rate": reasons["timeout"] / n,
         "final_error_m": float(np.mean([r.final_error for r in results])),
         "path_ratio_vs_expert": float(np.mean(ratio)) if ratio else None,  # successful episodes only
+        "idle_steps": int(sum(r.idle_steps for r in results)),
+        "gap_steps": int(sum(r.gap_steps for r in results)),
+        "idle_ratio": sum(r.idle_steps for r in results) / max(1, sum(r.steps for r in results)),
+        "jerk": float(np.mean([r.jerk for r in results])),
         "reasons": dict(sorted(reasons.items())),
     }
 

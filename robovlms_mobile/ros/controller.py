@@ -6,11 +6,20 @@ frame not yet used (and not older than `max_frame_age_s`) goes to the source, an
 reaches the safety layer stamped with the frame's arrival time and the e-stop epoch read before
 the source ran, so an answer to a frame from before an e-stop is refused after the release. A
 failing or slow source submits nothing, so the watchdog stops the robot.
+
+Asynchronous execution (an `AsyncExecutor` given): the tick asks the source for a whole chunk
+on the newest frame whenever the executor's queue is under its threshold, while the safety
+layer keeps executing the plan already queued. Control steps are `step_s` seconds on the
+controller clock; the answer is aligned by the steps that passed since its frame, merged, and
+the queue goes to the safety layer as a plan with every action's scheduled time. A failing
+source drops the plan (zero at once); an e-stop, its release or a new instruction starts a new
+executor episode, so no answer to an earlier query is executed after it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from robovlms_mobile.ros.safety import Command, SafetyLayer
+from robovlms_mobile.runtime.executor import AsyncExecutor
 from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.task import check_instruction
 
@@ -38,8 +48,12 @@ class DriveController:
 
     def __init__(self, source: Policy, safety: SafetyLayer, instruction: str, *,
                  max_frame_age_s: float = 0.5, clock: Callable[[], float] | None = None,
-                 on_action: Callable[[dict[str, Any]], None] | None = None):
+                 on_action: Callable[[dict[str, Any]], None] | None = None,
+                 executor: AsyncExecutor | None = None, step_s: float | None = None):
         check_instruction(instruction, where="--instruction")
+        if executor is not None and not (step_s and step_s > 0 and math.isfinite(step_s)):
+            raise ValueError(f"asynchronous execution needs a step length in seconds > 0, got {step_s!r}")
+        self.executor, self.step_s = executor, step_s
         self.source, self.safety = source, safety
         self.clock = clock or safety.clock
         self.max_frame_age_s = max_frame_age_s
@@ -49,6 +63,8 @@ class DriveController:
         self._cond = threading.Condition()
         self.ticks = self.errors = self.skipped_stale = 0
         self.last_error: str | None = None
+        self._origin = self.clock()  # step k of the executor starts at origin + k * step_s
+        self._episode_start = -math.inf  # async: frames captured before this belong to an earlier episode
 
     # ---- inputs (ROS callbacks) ------------------------------------------------------------
     def on_frame(self, image: np.ndarray | bytes, stamp: float | None = None) -> None:
@@ -60,6 +76,9 @@ class DriveController:
     def on_estop(self, engaged: bool) -> None:
         """E-stop topic: True engages (latched), False releases; a release also starts a new episode."""
         self.safety.set_estop(engaged)
+        if self.executor is not None:
+            self.executor.reset()  # an answer to a query sent before this is for an earlier episode
+            self._episode_start = self.clock()
         if not engaged:
             self._reset_source()
 
@@ -79,6 +98,8 @@ class DriveController:
     # ---- ticking ---------------------------------------------------------------------------
     def tick(self) -> bool:
         """Run the source on the newest unused frame; True when an action reached the safety layer."""
+        if self.executor is not None:
+            return self._tick_async()
         with self._cond:
             frame, self._frame = self._frame, None
         epoch = self.safety.epoch  # before the check: an e-stop from here on makes this tick's action stale
@@ -101,6 +122,52 @@ class DriveController:
                             "accepted": accepted})
         return accepted
 
+    def step_of(self, t: float) -> int:
+        """The executor's control step at controller time `t`."""
+        return math.floor((t - self._origin) / self.step_s)
+
+    def needs_query(self) -> bool:
+        """Asynchronous: whether the executor wants a query now."""
+        return self.executor is not None and self.executor.needs_query(self.step_of(self.clock()))
+
+    def _tick_async(self) -> bool:
+        """One chunk query on the newest unused frame if the queue needs one; True when a plan reached the safety layer."""
+        executor = self.executor
+        if self.safety.estop or not executor.needs_query(self.step_of(self.clock())):
+            return False
+        with self._cond:
+            frame, self._frame = self._frame, None
+        if frame is None or frame.stamp < self._episode_start:  # a frame from before an e-stop or its release
+            return False
+        if self.clock() - frame.stamp > self.max_frame_age_s:
+            self.skipped_stale += 1
+            return False
+        epoch = self.safety.epoch  # an e-stop from here on makes this answer stale
+        ticket = executor.begin(self.step_of(frame.stamp))
+        try:
+            chunk = np.asarray(self.source.predict_chunk(frame.image, self._instruction), dtype=np.float64)
+            answered = self.clock()
+            merged = executor.receive(ticket, chunk, self.step_of(answered))
+        except Exception as exc:  # noqa: BLE001 - network, server, model, malformed chunk: stop now
+            executor.fail(ticket)
+            executor.clear()
+            self.safety.drop_plan()
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("action source failed: %s", self.last_error)
+            return False
+        self.ticks += 1
+        now_step = self.step_of(answered)
+        plan = [(self._origin + s * self.step_s, v) for s, v in executor.plan(now_step)] if merged else []
+        accepted = bool(plan) and self.safety.submit_plan(plan, stamp=frame.stamp, step_s=self.step_s, epoch=epoch)
+        if plan and not accepted:  # the safety layer refused what the queue now holds: no later merge may build on it
+            executor.clear()
+        if self.on_action is not None:
+            self.on_action({"stamp": frame.stamp, "answered": answered, "velocity": _plain(chunk[0]),
+                            "delay_steps": now_step - ticket.frame_step, "planned": len(plan),
+                            "plan": [[t, *_plain(v)] for t, v in plan], "accepted": accepted})
+        return accepted
+
     def command(self) -> Command | None:
         """What to publish now (None: the rate limit says wait)."""
         return self.safety.command()
@@ -116,6 +183,11 @@ class DriveController:
                 has_frame = self._frame is not None
             if stop.is_set():
                 break
+            if self.executor is not None:
+                # asynchronous: the safety layer executes the plan; query as soon as the queue asks for one
+                if not (has_frame and self.tick()):
+                    sleep(min(period, self.step_s) / 4)
+                continue
             if has_frame:
                 self.tick()  # success or not: a failing server is not retried faster than tick_hz
                 rest = period - (time.monotonic() - started)
@@ -123,6 +195,10 @@ class DriveController:
                     sleep(rest)
 
     def _reset_source(self) -> None:
+        if self.executor is not None:
+            self.executor.reset()
+            self.safety.drop_plan()
+            self._episode_start = self.clock()
         try:
             self.source.reset()
         except Exception as exc:  # noqa: BLE001 - the next tick retries through the source
@@ -132,8 +208,11 @@ class DriveController:
 
     def stats(self) -> dict[str, Any]:
         """Counters for logs and diagnostics."""
-        return {"ticks": self.ticks, "errors": self.errors, "skipped_stale": self.skipped_stale,
-                "rejected": self.safety.rejected, "state": self.safety.state(), "last_error": self.last_error}
+        out = {"ticks": self.ticks, "errors": self.errors, "skipped_stale": self.skipped_stale,
+               "rejected": self.safety.rejected, "state": self.safety.state(), "last_error": self.last_error}
+        if self.executor is not None:
+            out.update(refused=dict(self.executor.refused), refused_late=self.safety.refused_late)
+        return out
 
 
 def _plain(velocity: Any) -> Any:

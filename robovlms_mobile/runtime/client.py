@@ -176,6 +176,30 @@ class RemotePolicy:
             self.last = self.client.act(frame, instruction, episode_id=self.episode_id, start=True)
         return reply_velocity(self.last, "velocity", f"{self.client.base_url}/act")
 
+    def predict_chunk(self, frame: Frame, instruction: str) -> np.ndarray:
+        """Native API: one model query on `frame` -> its (n, 2) chunk in m/s (asynchronous execution drives these).
+
+        The chunk must be computed from this frame: a server whose strategy reused an older chunk
+        (`queried` false) is refused, since the chunk could not be aligned to its frame.
+        """
+        if self.client.api != "native":
+            raise PolicyServerError(400, "no_chunks", "asynchronous execution needs the native API (/act answers the "
+                                                      "chunk); the original API answers one velocity")
+        self.act(frame, instruction)
+        where = f"{self.client.base_url}/act"
+        if self.last.get("queried") is not True:
+            raise PolicyServerError(200, "chunk_reused", f"{where}: the server reused an older chunk (queried "
+                                                         f"{self.last.get('queried')!r}); serve with --strategy receding")
+        try:
+            chunk = np.asarray(self.last["chunk"], dtype=np.float64)
+            ok = chunk.ndim == 2 and chunk.shape[0] >= 1 and chunk.shape[1] == 2 and bool(np.isfinite(chunk).all())
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise PolicyServerError(200, "malformed_reply", f"{where}: expected 'chunk' as rows of two finite numbers, "
+                                                            f"got {str(self.last.get('chunk'))[:200]}")
+        return chunk
+
     def reset(self) -> None:
         self.episode_id = self.client.reset(self.episode_id)
         self.started = True

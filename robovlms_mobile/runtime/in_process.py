@@ -78,9 +78,13 @@ class InProcessPolicy:
     def reset(self) -> None:
         self.episode.clear()
 
-    def predict_chunk(self, frame_rgb: np.ndarray, instruction: str) -> np.ndarray:
-        """(chunk, 2) velocities in m/s with `frame_rgb` as the newest frame of the window."""
-        return self.runtime.predict(frame_rgb, instruction, self.episode)
+    def predict_chunk(self, frame: Frame, instruction: str) -> np.ndarray:
+        """One model query: (chunk, 2) velocities in m/s with `frame` as the newest frame of the window.
+
+        The chunk source of asynchronous execution (eval/execution.py, ros/controller.py), as
+        `RemotePolicy.predict_chunk` is over the wire.
+        """
+        return self.runtime.predict(to_rgb(frame), instruction, self.episode)
 
     def act(self, frame: Frame, instruction: str) -> np.ndarray:
         """One control tick through the runtime's chunk strategy; `last` keeps its TickResult."""

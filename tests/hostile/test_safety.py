@@ -192,3 +192,182 @@ BAD_CONFIG = {
 def test_bad_safety_config_is_refused(overrides):
     with pytest.raises(ValueError, match=next(iter(overrides))):
         SafetyConfig(**overrides)
+
+
+# ---- the queue of asynchronous execution (issue 20 item 2) ------------------------------------
+STEP = 0.4
+N = 10
+
+
+def async_rig(latency: float, *, on_query=None, chunk=None):
+    """A controller executing chunks asynchronously; its source answers after `latency` s of controller time."""
+    from robovlms_mobile.runtime.executor import AsyncExecutor
+
+    clock = Clock()
+    safety = SafetyLayer(SafetyConfig(max_accel=None, max_horizon_s=2 * N * STEP), clock)
+
+    class LateSource:
+        """Answers a (N, 2) chunk of 0.5 m/s forward `latency` seconds after the query started."""
+
+        def predict_chunk(self, frame, instruction):
+            if on_query is not None:
+                on_query(safety, clock)
+            clock.t += latency
+            return np.tile([0.5, 0.0], (N, 1)) if chunk is None else chunk
+
+        def reset(self):
+            pass
+
+    controller = DriveController(LateSource(), safety, "go", clock=clock, max_frame_age_s=1.0,
+                                 executor=AsyncExecutor(N), step_s=STEP)
+    return controller, safety, clock
+
+
+FRAME = np.zeros((4, 4, 3), np.uint8)
+
+
+def test_async_answer_is_executed_at_its_scheduled_steps_then_zero_when_the_queue_runs_dry():
+    controller, safety, clock = async_rig(latency=1.0)  # 2.5 steps late, but the robot stood: nothing dropped
+    controller.on_frame(FRAME)
+    assert controller.tick()
+    assert safety.command()[:3] == (0.5, 0.0, OK)
+    plan = actions_of(controller)
+    assert len(plan) == N and plan[0][0] <= clock.t < plan[0][0] + STEP
+    clock.t += N * STEP  # past the end of the chunk: nothing was queued beyond it
+    assert safety.command()[:3] == (0.0, 0.0, "dry")
+
+
+def actions_of(controller):
+    """The executor's queue from now on, as (time, velocity)."""
+    now = controller.step_of(controller.clock())
+    return [(controller._origin + s * STEP, v) for s, v in controller.executor.plan(now)]
+
+
+def test_async_queue_runs_dry_to_zero_while_a_late_answer_is_pending():
+    seen = []
+
+    def check_while_pending(safety, clock):
+        if controller.ticks:  # the second query: the first plan ends while it is out
+            clock.t += N * STEP
+            seen.append(safety.command())
+
+    controller, safety, clock = async_rig(latency=0.1, on_query=check_while_pending)
+    controller.on_frame(FRAME)
+    assert controller.tick()
+    clock.t += STEP
+    controller.on_frame(FRAME)
+    controller.tick()
+    assert seen and seen[0][:3] == (0.0, 0.0, "dry")
+
+
+def test_async_answer_for_an_old_episode_is_refused():
+    def estop_during_query(safety, clock):
+        controller.on_estop(True)
+        clock.t += 0.01
+        controller.on_estop(False)
+
+    controller, safety, clock = async_rig(latency=0.1, on_query=estop_during_query)
+    controller.on_frame(FRAME)
+    assert not controller.tick()
+    assert controller.executor.refused["old_episode"] == 1
+    assert safety.command()[:3] == (0.0, 0.0, IDLE)
+
+
+def test_async_delay_larger_than_the_chunk_is_refused():
+    controller, safety, clock = async_rig(latency=N * STEP + 0.5)  # its plan would end 8.5 s after its frame
+    controller.on_frame(FRAME)
+    assert not controller.tick()
+    assert safety.rejected == 1 and safety.command()[:3] == (0.0, 0.0, IDLE)
+
+
+def test_async_malformed_chunk_drops_the_plan_at_once():
+    controller, safety, clock = async_rig(latency=0.1)
+    controller.on_frame(FRAME)
+    assert controller.tick() and safety.command().state == OK
+    controller.source.predict_chunk = lambda frame, instruction: np.full((N, 2), np.nan)
+    clock.t += STEP  # one step on: the queue is under its threshold, the next query goes out
+    controller.on_frame(FRAME)
+    assert not controller.tick() and controller.errors == 1
+    assert safety.command()[:2] == (0.0, 0.0)
+
+
+def test_async_estop_clears_the_queue_at_once():
+    controller, safety, clock = async_rig(latency=0.1)
+    controller.on_frame(FRAME)
+    assert controller.tick() and safety.command().state == OK
+    controller.on_estop(True)
+    assert safety.command()[:3] == (0.0, 0.0, ESTOP)
+    controller.on_estop(False)
+    clock.t += 0.1  # past the publication rate limit
+    assert safety.command()[:3] == (0.0, 0.0, IDLE)  # the old plan does not come back
+
+
+def plan(start: float, n: int = N, v=(0.5, 0.0)):
+    return [(start + i * STEP, list(v)) for i in range(n)]
+
+
+def test_plan_arriving_after_its_horizon_is_refused():
+    safety, clock = layer(max_accel=None)
+    assert not safety.submit_plan(plan(clock.t - N * STEP), stamp=clock.t - N * STEP, step_s=STEP)
+    assert safety.refused_late == 1 and safety.command()[:3] == (0.0, 0.0, IDLE)
+
+
+def test_out_of_order_plans_keep_the_newer_frame():
+    safety, clock = layer(max_accel=None)
+    assert safety.submit_plan(plan(clock.t - 0.4, v=(0.3, 0.0)), stamp=clock.t - 0.4, step_s=STEP)
+    assert not safety.submit_plan(plan(clock.t - 0.8, v=(0.9, 0.0)), stamp=clock.t - 0.8, step_s=STEP)
+    assert safety.command()[:2] == (0.3, 0.0)
+
+
+BAD_PLANS = {
+    "empty": [],
+    "not_a_list": "plan",
+    "times_not_increasing": [(100.0, [0.5, 0.0]), (100.0, [0.5, 0.0])],
+    "closer_than_a_step": [(100.0, [0.5, 0.0]), (100.1, [0.5, 0.0])],
+    "nan_time": [(math.nan, [0.5, 0.0])],
+    "bad_velocity": [(100.0, [math.inf, 0.0])],
+    "string_velocity": [(100.0, ["1", "0"])],
+    "no_pairs": [100.0, 100.4],
+    "beyond_the_max_horizon": plan(100.0, n=2 * N + 1),
+    "before_its_frame": plan(99.0, n=2),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_PLANS.values()), ids=list(BAD_PLANS))
+def test_malformed_plan_is_rejected_and_moves_nothing(bad):
+    safety, clock = layer(max_accel=None, max_horizon_s=2 * N * STEP)
+    assert not safety.submit_plan(bad, stamp=100.0, step_s=STEP)
+    assert safety.command()[:3] == (0.0, 0.0, IDLE)
+
+
+def test_planned_action_is_held_no_longer_than_the_deadline():
+    safety, clock = layer(max_accel=None, deadline_s=0.3)
+    sparse = [(100.0, [0.5, 0.0]), (100.8, [0.5, 0.0])]  # a gap of one step between them
+    assert safety.submit_plan(sparse, stamp=100.0, step_s=STEP)
+    assert safety.command().state == OK
+    clock.t += 0.35  # past the slot (min of step 0.4 and deadline 0.3)
+    assert safety.command()[:3] == (0.0, 0.0, "dry")
+    clock.t += 0.5  # in the next action's slot
+    assert safety.command().state == OK
+
+
+def test_async_frame_from_before_the_release_is_not_sent():
+    controller, safety, clock = async_rig(latency=0.1)
+    controller.on_frame(FRAME)  # captured before the e-stop
+    clock.t += 0.05
+    controller.on_estop(True)
+    clock.t += 0.05
+    controller.on_estop(False)
+    assert not controller.tick() and controller.executor.queries == 0
+    clock.t += 0.1
+    assert safety.command()[:3] == (0.0, 0.0, IDLE)
+
+
+def test_async_plan_refused_by_the_safety_layer_leaves_nothing_queued():
+    controller, safety, clock = async_rig(latency=0.1, chunk=np.tile([0.5, 0.0], (N, 1)))
+    real_submit = safety.submit_plan
+    safety.submit_plan = lambda *a, **k: False  # e.g. a barrier the executor does not know about
+    controller.on_frame(FRAME)
+    assert not controller.tick()
+    assert controller.executor.plan(0) == []  # a later crossfade or ensemble cannot blend the refused chunk in
+    safety.submit_plan = real_submit

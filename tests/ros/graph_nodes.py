@@ -5,9 +5,11 @@
 - image_service NAME TYPE: serves frames through a service of that type (the robot's CSI camera),
   answering with a JPEG CompressedImage or a bgr8 Image, whichever the response field holds;
 - operator LOG: records every /cmd_vel Twist as a line `monotonic_time linear_x linear_y` and
-  publishes std_msgs/Bool on /e_stop for each `estop true|false` line read from stdin.
+  publishes std_msgs/Bool on /e_stop for each `estop true|false` line read from stdin;
+- slow_proxy PORT TARGET SECONDS: an HTTP server on 127.0.0.1:PORT that forwards every request
+  to TARGET (the policy server) and answers SECONDS later than the server did (injected latency).
 
-Each sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (prepare_ros_environment) before rclpy.init.
+Each ROS role sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (prepare_ros_environment) before rclpy.init.
 """
 
 from __future__ import annotations
@@ -114,7 +116,45 @@ def operator(rclpy, log_path: str) -> None:
     spin_until_signal(rclpy, node)
 
 
+def slow_proxy(port: str, target: str, seconds: str) -> None:
+    """Forward to `target`, answering `seconds` late; requests run in threads, so answers overlap as on a real link."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    delay, upstream = float(seconds), httpx.Client(base_url=target, timeout=60)
+
+    class Handler(BaseHTTPRequestHandler):
+        def forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            time.sleep(delay)
+            try:
+                reply = upstream.request(self.command, self.path, content=body, headers=headers)
+            except httpx.TransportError:
+                self.send_error(502, "policy server unreachable")
+                return
+            self.send_response(reply.status_code)
+            self.send_header("content-type", reply.headers.get("content-type", "application/json"))
+            self.send_header("content-length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+
+        do_GET = do_POST = forward
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print("slow proxy ready", flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "slow_proxy":
+        slow_proxy(*sys.argv[2:])
+        sys.exit(0)
     prepare_ros_environment()  # before rclpy.init: DDS stays on loopback
     import rclpy
     from rclpy.signals import SignalHandlerOptions

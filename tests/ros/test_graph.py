@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from graph import Record, actions, bridge, moving, node, ros_env
+from graph import NODES, Proc, Record, actions, bridge, moving, node, ros_env
+from helpers import free_port
 from robovlms_mobile.ros.safety import clamp_velocity
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("rclpy") is None,
@@ -98,6 +99,72 @@ def test_bridge_drives_stops_and_exits_on_a_real_graph(policy_server, tmp_path):
         assert "stopped, zero published" in br.text() and "Traceback" not in br.text()
     finally:
         for proc in (br, camera, operator):
+            proc.stop()
+
+
+STEP_S = 0.4  # --tick-hz 2.5: one chunk step per 0.4 s, as recorded; a chunk of 10 lasts 4 s
+LATENCY_S = 1.0  # injected per answer: 2.5 steps
+
+
+def wait_until(predicate, what: str, timeout: float = 60):
+    """Until predicate() gives something truthy; returns it."""
+    until = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > until:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+def test_async_bridge_drives_through_a_slow_server_and_stops(policy_server, tmp_path):
+    """Every answer 1 s late: /cmd_vel keeps executing the queued chunk, e-stop and a dead server end in zero."""
+    port = free_port()
+    proxy = Proc("slow_proxy", [sys.executable, NODES, "slow_proxy", str(port), policy_server.url, str(LATENCY_S)], tmp_path)
+    proxy.wait_for("slow proxy ready")
+    operator = node("operator", tmp_path, str(tmp_path / "cmd_vel.txt"), stdin=True)
+    camera = node("camera", tmp_path)
+    # --max-frame-age 2: a frame a loaded machine delivered late is still used; its answer is aligned by its delay
+    br = bridge(tmp_path, f"http://127.0.0.1:{port}", *SAFETY, "--execution", "async", "--tick-hz", str(1 / STEP_S),
+                "--max-frame-age", "2", env=ros_env(ROBOVLMS_MOBILE_API_KEY=API_KEY))
+    record, log = Record(tmp_path / "cmd_vel.txt"), tmp_path / "bridge-actions.jsonl"
+    accepted = lambda: [a for a in actions(log) if a["accepted"]]  # noqa: E731
+    try:
+        # 1. four answers, each >= 1 s after its frame; between the first motion and the fourth answer /cmd_vel
+        #    never paused longer than a step and carried only (clamped) actions of the queued plans
+        answers = wait_until(lambda: a if len(a := accepted()) >= 4 else None, "4 accepted answers")[:4]
+        assert all(a["answered"] - a["stamp"] >= LATENCY_S for a in answers)
+        assert all(a["delay_steps"] >= 2 for a in answers)  # late by more than two steps: actions dropped
+        rows = record.rows()
+        first = next(r[0] for r in rows if not zero(r))
+        window = [r for r in rows if first <= r[0] <= answers[-1]["answered"]]
+        assert window and not [r for r in window if zero(r)], "a zero while answers were pending"
+        gaps = [b[0] - a[0] for a, b in zip(window, window[1:])]
+        assert max(gaps) <= STEP_S, f"/cmd_vel paused {max(gaps):.2f} s (one step is {STEP_S} s)"
+        planned = {clamp_velocity(vx, vy, LIMIT, LIMIT)[0] for a in actions(log) if a["accepted"] for _, vx, vy in a["plan"]}
+        assert {(vx, vy) for _, vx, vy in window} <= planned
+
+        # 2. e-stop: zero, and no answer taken until the release; after it nothing from an earlier frame
+        operator.send("estop true")
+        operator.wait_for("published estop true")
+        engaged = time.monotonic()
+        record.wait(lambda rows: len(record.after(engaged + SLACK_S)) >= 10, what="10 commands after the e-stop")
+        assert not nonzero_rows(record.after(engaged + SLACK_S))
+        operator.send("estop false")
+        operator.wait_for("published estop false")
+        released = time.monotonic()
+        record.wait(lambda rows: moving(record.after(released)), what="motion after the release")
+        assert all(a["stamp"] > released - SLACK_S for a in accepted() if a["answered"] > released + SLACK_S)
+
+        # 3. the (slow) server dies: zero within the deadline, and zeros keep coming
+        proxy.proc.kill()
+        proxy.proc.wait()
+        killed = time.monotonic()
+        record.wait(lambda rows: len(record.after(killed + DEADLINE + SLACK_S)) >= 10, what="commands after the kill")
+        late = nonzero_rows(record.after(killed + DEADLINE + SLACK_S))
+        assert not late, f"moving {late[0][0] - killed:.2f} s after the server died"
+        assert br.stop() == 0 and "Traceback" not in br.text()
+    finally:
+        for proc in (br, camera, operator, proxy):
             proc.stop()
 
 
