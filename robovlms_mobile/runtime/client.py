@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import numpy as np
@@ -126,18 +126,24 @@ class PolicyClient:
         return self._send("POST", "/predict", json=body)
 
 
-def reply_velocity(reply: dict[str, Any], key: str, where: str) -> np.ndarray:
-    """The finite (2,) velocity under `key` in a server reply, or PolicyServerError naming what came."""
+def finite_reply(value: Any, key: str, where: str, what: str, fits: Callable[[np.ndarray], bool]) -> np.ndarray:
+    """`value` (a reply's `key`) as a finite float array that `fits`, or PolicyServerError naming what came."""
     try:
-        v = np.asarray(reply[key][:2], dtype=np.float64)
-        ok = v.shape == (2,) and bool(np.isfinite(v).all()) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                                    for x in reply[key][:2])
-    except (KeyError, TypeError, ValueError):
+        array = np.asarray(value, dtype=np.float64)
+        ok = fits(array) and bool(np.isfinite(array).all())
+    except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise PolicyServerError(200, "malformed_reply", f"{where}: expected '{key}' as two finite numbers, got "
-                                                        f"{str(reply.get(key, sorted(reply)))[:200]}")
-    return v
+        raise PolicyServerError(200, "malformed_reply", f"{where}: expected '{key}' as {what}, got {str(value)[:200]}")
+    return array
+
+
+def reply_velocity(reply: dict[str, Any], key: str, where: str) -> np.ndarray:
+    """The finite (2,) velocity under `key` in a server reply, or PolicyServerError naming what came."""
+    value = reply.get(key, sorted(reply))
+    numbers = isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value[:2])
+    return finite_reply(value[:2] if numbers else value, key, where, "two finite numbers",
+                        lambda v: numbers and v.shape == (2,))
 
 
 class RemotePolicy:
@@ -190,15 +196,8 @@ class RemotePolicy:
         if self.last.get("queried") is not True:
             raise PolicyServerError(200, "chunk_reused", f"{where}: the server reused an older chunk (queried "
                                                          f"{self.last.get('queried')!r}); serve with --strategy receding")
-        try:
-            chunk = np.asarray(self.last["chunk"], dtype=np.float64)
-            ok = chunk.ndim == 2 and chunk.shape[0] >= 1 and chunk.shape[1] == 2 and bool(np.isfinite(chunk).all())
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise PolicyServerError(200, "malformed_reply", f"{where}: expected 'chunk' as rows of two finite numbers, "
-                                                            f"got {str(self.last.get('chunk'))[:200]}")
-        return chunk
+        return finite_reply(self.last.get("chunk"), "chunk", where, "rows of two finite numbers",
+                            lambda c: c.ndim == 2 and c.shape[0] >= 1 and c.shape[1] == 2)
 
     def reset(self) -> None:
         self.episode_id = self.client.reset(self.episode_id)
