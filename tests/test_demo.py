@@ -50,7 +50,7 @@ def test_link_moves_an_old_folder_aside_and_deletes_nothing(tmp_path, capsys):
 def test_expert_episodes_come_from_a_content_keyed_cache(tmp_path):
     first = expert_episodes(2, seed=0, frame_size=(36, 64), cache_root=tmp_path, progress=False)
     files = sorted(first.glob("*.h5"))
-    assert len(files) == 2 and first.parent == tmp_path and not list(tmp_path.glob(".build-*"))
+    assert len(files) == 2 and first.parent == tmp_path and not list(tmp_path.glob(".robovlms-build-*"))
     stamps = [f.stat().st_mtime_ns for f in files]
     assert expert_episodes(2, seed=0, frame_size=(36, 64), cache_root=tmp_path, progress=False) == first
     assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rewritten

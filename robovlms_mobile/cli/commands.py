@@ -33,6 +33,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_rehearse(args: argparse.Namespace) -> int:
+    from robovlms_mobile.outputs import claim
+
+    if args.json:  # refused before the (heavy) imports and the long run: not onto the config, not over a user's file
+        claim(args.json, [args.config], flag="--json")
     from robovlms_mobile.recipes.rehearse import run_cli
 
     return run_cli(args)
@@ -46,18 +50,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_tiny_model(args: argparse.Namespace) -> int:
+    import tempfile
+
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
+    from robovlms_mobile.outputs import check_folder, place_files
 
+    out = check_folder(args.dir, flag="DIR")
     if args.pretrain:  # the pretrained one: from the content-keyed cache (built there if absent), copied to DIR
-        import shutil
-
-        from robovlms_mobile.model.pretrain import pretrained_tiny_kosmos2
+        from robovlms_mobile.model.pretrain import STAMP, pretrained_tiny_kosmos2
 
         source = pretrained_tiny_kosmos2(args.cache_dir, progress=True)
-        shutil.copytree(source, args.dir, dirs_exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".robovlms-build-", dir=out) as tmp:  # the cache's files minus its stamp
+            for p in source.iterdir():
+                if p.is_file() and p.name != STAMP:
+                    (Path(tmp) / p.name).write_bytes(p.read_bytes())
+            place_files(tmp, out)
         print(f"pretrained tiny Kosmos-2 ({source.name}, recipe in pretrain.json) written to {args.dir}")
         return 0
-    out = build_tiny_kosmos2(Path(args.dir), seed=args.seed)
+    with tempfile.TemporaryDirectory(prefix=".robovlms-build-", dir=out) as tmp:  # built aside, then placed file by file
+        build_tiny_kosmos2(Path(tmp), seed=args.seed)
+        place_files(tmp, out)
     print(f"tiny Kosmos-2 written to {out}")
     return 0
 

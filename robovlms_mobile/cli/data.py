@@ -50,13 +50,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.validate import format_table, report, validate, write_report
 
     lim = _limits(args)
+    if args.json:  # refused before the checks: the report may not land on an input
+        from robovlms_mobile.outputs import claim
+        from robovlms_mobile.data.validate import collect_files
+
+        claim(args.json, [p for p, _ in collect_files(args.inputs, lim.pattern)], flag="--json")
     checks, names = validate(args.inputs, min_length=lim.min_length, max_speed=lim.max_speed, frames=not args.no_frames,
                              pattern=lim.pattern, progress=not args.no_progress, full_length=lim.full_length)
     print(format_table(checks, names))
     if args.json:
         settings = {"min_length": lim.min_length, "full_length": lim.full_length, "max_speed": lim.max_speed,
                     "pattern": lim.pattern, "frames_checked": not args.no_frames}
-        print(f"report: {write_report(args.json, report(checks, names, settings))}")
+        print(f"report: {write_report(args.json, report(checks, names, settings), [c.path for c in checks])}")
     return 1 if any(c.errors for c in checks) else 0
 
 
@@ -75,10 +80,12 @@ def _cmd_split(args: argparse.Namespace) -> int:
     from robovlms_mobile.data.scan import check_files, find_episode_files
     from robovlms_mobile.data.format import scenario_fields
     from robovlms_mobile.data.split_file import make_split, relative_names, write_split_file
+    from robovlms_mobile.outputs import claim
 
     lim = _limits(args)
     root = Path(args.dir)
     paths = find_episode_files(root, lim.pattern)
+    claim(args.out, paths)  # before the checks: the split file may not land on an episode
     checks = check_files(paths, min_length=lim.min_length, max_speed=lim.max_speed, progress=not args.no_progress)
     names = relative_names(paths, [root])
     bad = [(n, "; ".join(p.message for p in c.errors)) for n, c in zip(names, checks) if c.errors]
@@ -89,13 +96,14 @@ def _cmd_split(args: argparse.Namespace) -> int:
         return 2
     good = [(n, c.episode) for n, c in zip(names, checks) if c.episode is not None]
     doc = make_split([e for _, e in good], [n for n, _ in good], val=args.val, test=args.test, seed=args.seed, excluded=bad)
-    out = write_split_file(args.out, doc)
+    out = write_split_file(args.out, doc, paths)
     by_split = {e["file"]: s for s, entries in doc["splits"].items() for e in entries}
     fields = {n: list(scenario_fields(e.scenario, e.side).items()) for n, e in good}
     sides = Counter((by_split[n], fields[n][0][1]) for n, _ in good)
     second = Counter((by_split[n], "{}={}".format(*fields[n][1])) for n, _ in good)  # boxes (V4) or path (V5)
+    dups = sum(any(p.code == "duplicate" for p in c.problems) for c in checks)
     print(f"{len(good)} episodes -> " + ", ".join(f"{s} {c}" for s, c in doc["counts"].items())
-          + (f" ({len(bad)} invalid left out)" if bad else ""))
+          + (f" ({len(bad)} invalid left out)" if bad else "") + (f" ({dups} duplicate(s) counted once)" if dups else ""))
     for split in doc["counts"]:
         print(f"  {split:<5} side " + " ".join(f"{k}={sides[(split, k)]}" for k in sorted({k for _, k in sides}))
               + "  " + " ".join(f"{k}:{second[(split, k)]}" for k in sorted({k for _, k in second})))
@@ -120,11 +128,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     if args.instruction is not None:
         args.instruction = check_instruction(args.instruction, where="--instruction")
+    replaced: list[Path] = []
     written, errors = convert_any(args.sources, args.out, camera_topic=args.camera_topic, cmd_topic=args.cmd_topic,
                                   mode=args.frames, fps=args.fps, scenario=args.scenario, instruction=args.instruction,
-                                  overwrite=args.overwrite, progress=not args.no_progress)
+                                  overwrite=args.overwrite, progress=not args.no_progress, replaced=replaced)
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {path}" + (" (replaced the existing file: --overwrite)" if path in replaced else ""))
     for message in errors:
         print(f"robovlms-mobile data convert: error: {message}", file=sys.stderr)
     print(f"{len(written)} V4 file(s) written, {len(errors)} source(s) failed")
@@ -205,7 +214,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=positive_float, help="frames per second for --frames rate")
     p.add_argument("--scenario", help="scenario tag for the file name, e.g. 1box_hori_left_core_medium")
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files (each one replaced is named)")
     add_progress_option(p)
     p.set_defaults(func=_cmd_convert)
 

@@ -11,19 +11,39 @@ from robovlms_mobile.cli.options import (add_base_model_option, add_client_optio
                                          add_execution_options, add_progress_option, command_group, execution_spec,
                                          frame_size,
                                          positive_float, positive_int, nonnegative_int)
+from robovlms_mobile.outputs import write_text
 from robovlms_mobile.cli.sim import scenario_arg
 from robovlms_mobile.task import FRAME_SIZE
 
 
 
-def _out_dir(args: argparse.Namespace, kind: str) -> Path:
+def _out_dir(args: argparse.Namespace, kind: str, inputs: list) -> Path:
+    """The output folder, checked before any work: not an input, and its report.json new or the tool's own."""
+    from robovlms_mobile.outputs import check_folder, claim
+
     if args.out:
-        return Path(args.out)
-    base = Path(args.checkpoint).parent if getattr(args, "checkpoint", None) else Path("runs")
-    return base / f"eval_{kind}"
+        out = Path(args.out)
+    else:
+        base = Path(args.checkpoint).parent if getattr(args, "checkpoint", None) else Path("runs")
+        out = base / f"eval_{kind}"
+    out = check_folder(out, inputs)
+    claim(out / "report.json", inputs)
+    return out
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """The files an eval command reads: the checkpoint and the episode files (a folder: every .h5 under it)."""
+    found = [Path(args.checkpoint)] if getattr(args, "checkpoint", None) else []
+    for data in (getattr(args, "data", None), getattr(args, "train_data", None)):
+        if data:
+            data = Path(data)
+            found += sorted(data.rglob("*.h5")) if data.is_dir() else [data]
+    return found
 
 
 def _cmd_offline(args: argparse.Namespace) -> int:
+    inputs = _inputs(args)
+    out = _out_dir(args, "offline", inputs)  # before the (heavy) imports and the checkpoint
     from robovlms_mobile.eval.offline import evaluation_windows, offline_report
     from robovlms_mobile.eval.plots import plot_offline
     from robovlms_mobile.runtime.loader import load_for_inference
@@ -33,10 +53,8 @@ def _cmd_offline(args: argparse.Namespace) -> int:
                                  split_seed=args.split_seed)
     report = offline_report(module, dataset, meta, batch_size=args.batch_size, progress=not args.no_progress)
     report.update(checkpoint=str(args.checkpoint), data=str(args.data), split=args.split)
-    out = _out_dir(args, "offline")
-    out.mkdir(parents=True, exist_ok=True)
     report["plots"] = [str(p) for p in plot_offline(report, out)]
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text(out / "report.json", json.dumps(report, indent=2), inputs)
     keys = [k for k in report if k.startswith(("mae_l", "rmse_", "sign_", "instruction_sensitivity_l", "lateral"))]
     print(json.dumps({"report": str(out / "report.json"), **{k: report[k] for k in keys}}))
     return 0
@@ -70,6 +88,8 @@ def _drive_settings(args: argparse.Namespace, drive: dict | None) -> tuple[tuple
 
 
 def _cmd_closed_loop(args: argparse.Namespace) -> int:
+    inputs = _inputs(args)
+    out = _out_dir(args, "closed_loop", inputs)  # before the (heavy) imports and the checkpoint
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.plots import plot_closed_loop
     from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
@@ -120,7 +140,6 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
         untrained = (InProcessPolicy.untrained(base.module.configs, args.chunk_steps)
                      if args.reference == "untrained" else None)
         policy = reference_policy(args.reference, trained=policy, untrained=untrained, episodes=episodes_on_disk)
-    out = _out_dir(args, "closed_loop")
     scenarios = args.scenarios or (OOD_SCENARIOS if worlds == "ood" else DEFAULT_SCENARIOS)
     try:
         report = evaluate_closed_loop(policy, scenarios, args.episodes, seed=seed, worlds=worlds,
@@ -136,9 +155,8 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
                         "dtype": None if args.server else args.dtype, "chunk_steps": args.chunk_steps, "train_data": train_data,
                         "execution": execution.describe() if execution else {"execution": "sync", "direct": True},
                         "delay_steps": "from_server" if args.delay_from_server else args.delay_steps}
-    out.mkdir(parents=True, exist_ok=True)
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_text(out / "report.json", json.dumps(report, indent=2), inputs)
     extra = {"seen_in_training": report["seen_in_training"]} if "seen_in_training" in report else {}
     print(json.dumps({"report": str(out / "report.json"), **{k: v for k, v in report["overall"].items()}, **extra}))
     return 0

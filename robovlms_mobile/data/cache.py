@@ -3,11 +3,16 @@
 An entry's file name is a hash of (absolute source path, size, mtime_ns, image size, cache
 version), so a changed source file gets a new entry (and the stale one is removed). Entries
 are written to an unnamed file (Linux O_TMPFILE: nothing is left behind if the process is
-killed) or, where the file system lacks it, a `.<entry>.<pid>.tmp` name that the next build
-removes once its process is gone; then they are linked/renamed into place, so ranks or runs
+killed) or, where the file system lacks it, a `.robovlms-cache-<pid>-<entry>.tmp` name that the next
+build removes once its process is gone; then they are linked/renamed into place, so ranks or runs
 building the same entry at once never see a half-written file. Before building, the needed
 bytes are compared with the free space (and the size bound `max_bytes`): a cache that cannot
 fit is refused. Reading a window is a memory-mapped slice: no HDF5, no gzip.
+
+The folder is not trusted: the cache reads and deletes only names of its own form (`ENTRY_RE`,
+temp files with the `.robovlms-cache-` prefix), as plain files directly inside the folder (no links,
+no `..`, no absolute paths), and deletes an old entry only when its own manifest records it; a
+manifest that is not what it writes (not an object, wrong types) is rebuilt with a notice.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,6 +40,9 @@ VERSION = 1  # bump when resize_frames changes what it produces
 MANIFEST = "manifest.json"
 FREE_MARGIN = 2**30  # bytes left free on the cache's disk after building
 DEFAULT_MAX_BYTES = 2**40  # a size bound for one cache folder (1 TiB), whatever the free space
+TEMP_PREFIX = ".robovlms-cache-"  # only this tool writes names starting so
+ENTRY_RE = re.compile(r"[^/\x00]{0,60}-[0-9a-f]{24}\.npy")
+TEMP_RE = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>[0-9]{1,10})-(?P<name>manifest\.json|[^/\x00]{0,60}-[0-9a-f]{24}\.npy)\.(?:tmp|link)")
 log = logging.getLogger("robovlms_mobile.data")
 
 
@@ -103,18 +112,15 @@ class FrameCache:
 
     def _update_manifest(self, episodes: Sequence[Episode]) -> None:
         path = self.dir / MANIFEST
-        try:
-            manifest = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            manifest = {}
+        manifest = read_manifest(self.dir)
         for episode in episodes:
             entry = self._entries[episode.path]
             key = f"{episode.path.resolve()}@{self.image_size}px"  # sizes do not replace each other
             old = manifest.get(key, {}).get("entry")
-            if old and old != entry.name and (self.dir / old).exists():
+            if old and old != entry.name and own_file(self.dir, old):
                 (self.dir / old).unlink()  # the source changed: its old frames are stale
             manifest[key] = {**self.key(episode.path), "entry": entry.name}
-        tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+        tmp = self.dir / f"{TEMP_PREFIX}{os.getpid()}-{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, path)
 
@@ -133,7 +139,39 @@ class FrameCache:
         return state
 
 
+def own_file(cache_dir: Path, name: object) -> bool:
+    """True when `name` is an entry name of this cache's form, a plain file directly inside `cache_dir` (resolved)."""
+    if not isinstance(name, str) or ENTRY_RE.fullmatch(name) is None:
+        return False
+    path = cache_dir / name
+    return not path.is_symlink() and path.is_file() and path.resolve().parent == cache_dir.resolve()
+
+
+def read_manifest(cache_dir: Path) -> dict[str, dict]:
+    """The manifest as this cache writes it ({key: {..., "entry": name}}); anything else is dropped with a notice."""
+    path = cache_dir / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise ValueError("is not a plain file")
+        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise ValueError(f"holds a JSON {type(doc).__name__}, not an object")
+        bad = [k for k, v in doc.items() if not isinstance(v, dict) or not isinstance(v.get("entry"), str)
+               or ENTRY_RE.fullmatch(v["entry"]) is None]
+        if bad:
+            raise ValueError(f"entry {bad[0][:80]!r} is not {{..., \"entry\": <a cache file name>}}")
+        return doc
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        log.warning("frame cache %s: %s %s; rebuilding it (nothing outside the cache's own files is deleted)",
+                    cache_dir, MANIFEST, str(exc)[:200])
+        return {}
+
+
 def _valid_entry(entry: Path, episode: Episode, size: int) -> bool:
+    if entry.is_symlink() or not entry.is_file() or entry.resolve().parent != entry.parent.resolve():
+        return False  # a link (or anything but our own file) at an entry's name is replaced, never read
     try:
         data = np.load(entry, mmap_mode="r")
     except (OSError, ValueError):
@@ -151,7 +189,7 @@ def _temp_file(entry: Path) -> Iterator[tuple]:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 raise
-    named = entry.with_name(f".{entry.name}.{os.getpid()}.tmp") if fd is None else None
+    named = entry.with_name(f"{TEMP_PREFIX}{os.getpid()}-{entry.name}.tmp") if fd is None else None
     fh = open(named, "wb") if named else os.fdopen(fd, "wb")
 
     def finish() -> None:
@@ -160,7 +198,7 @@ def _temp_file(entry: Path) -> Iterator[tuple]:
         if named:
             os.replace(named, entry)
             return
-        link = entry.with_name(f".{entry.name}.{os.getpid()}.link")
+        link = entry.with_name(f"{TEMP_PREFIX}{os.getpid()}-{entry.name}.link")
         root = os.open("/", os.O_RDONLY)
         try:  # linkat(AT_SYMLINK_FOLLOW) gives the unnamed file a name (os.link uses it when a dir fd is given)
             os.link(f"/proc/self/fd/{fh.fileno()}", link, src_dir_fd=root, follow_symlinks=True)
@@ -177,13 +215,14 @@ def _temp_file(entry: Path) -> Iterator[tuple]:
 
 
 def remove_stale_temp_files(cache_dir: Path) -> int:
-    """Delete `.<entry>.<pid>.tmp|link` files whose process is gone (left by a killed build); returns how many."""
+    """Delete this tool's `.robovlms-cache-<pid>-<entry>.tmp|link` files whose process is gone (left by a killed
+    build); returns how many. Other names, links and folders are left alone."""
     removed = 0
-    for tmp in list(cache_dir.glob(".*.tmp")) + list(cache_dir.glob(".*.link")):
-        try:
-            pid = int(tmp.name.rsplit(".", 2)[-2])
-        except ValueError:
+    for tmp in cache_dir.glob(f"{TEMP_PREFIX}*"):
+        match = TEMP_RE.fullmatch(tmp.name)
+        if match is None or tmp.is_symlink() or not tmp.is_file():
             continue
+        pid = int(match["pid"])
         if pid != os.getpid() and not _alive(pid):
             tmp.unlink(missing_ok=True)
             removed += 1

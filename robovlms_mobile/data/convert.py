@@ -28,6 +28,7 @@ from robovlms_mobile.data.fields import read_actions
 from robovlms_mobile.data.format import NAME_RE, instruction_for
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.writers import CHUNK_SIZE, event_types_for, write_episode_v4
+from robovlms_mobile.outputs import OutputError, claim, written
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/Image")
 COMPRESSED_TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/CompressedImage")
@@ -237,7 +238,7 @@ def check_scenario(scenario: str | None) -> str | None:
 
 def convert_bag(path: str | Path, out_dir: str | Path, *, camera_topic: str, cmd_topic: str = "/cmd_vel",
                 mode: str = "change", fps: float | None = None, scenario: str | None = None,
-                instruction: str | None = None, overwrite: bool = False) -> Path:
+                instruction: str | None = None, overwrite: bool = False, run: Outputs | None = None) -> Path:
     """One bag -> one V4 file in out_dir (named from the start time and the scenario); returns its path."""
     scenario = check_scenario(scenario)
     if instruction is None and scenario is None:
@@ -247,10 +248,7 @@ def convert_bag(path: str | Path, out_dir: str | Path, *, camera_topic: str, cmd
         instruction = instruction_for(int(match["boxes"][0]), match["side"])
     rec = read_bag(path, camera_topic=camera_topic, cmd_topic=cmd_topic, mode=mode, fps=fps)
     label = scenario or "".join(c if c.isalnum() else "-" for c in Path(path).stem)
-    out = Path(out_dir) / episode_name(int(rec.times_ns[0]), label)
-    if out.exists() and not overwrite:
-        raise ConversionError(f"{out} exists (use --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = (run or Outputs([path])).target(Path(out_dir) / episode_name(int(rec.times_ns[0]), label), path, overwrite)
     start = datetime.fromtimestamp(rec.times_ns[0] / 1e9, tz=timezone.utc)
     attrs = {"obstacle_layout_type": "_".join(scenario.split("_")[:2]) if scenario else "unknown",
              "collection_datetime": start.isoformat(), "total_duration": float(rec.times_ns[-1] - rec.times_ns[0]) / 1e9,
@@ -260,10 +258,12 @@ def convert_bag(path: str | Path, out_dir: str | Path, *, camera_topic: str, cmd
         attrs["frame_times_ns"] = rec.times_ns
     if fps:
         attrs["fps"] = float(fps)
-    return write_episode_v4(out, rec.images, rec.actions, rec.events, instruction=instruction, attrs=attrs)
+    write_episode_v4(out, rec.images, rec.actions, rec.events, instruction=instruction, attrs=attrs)
+    written(out)
+    return out
 
 
-def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False, run: Outputs | None = None) -> Path:
     """A V5 file -> a V4 file of the same name in out_dir: BGR frames, event types from the actions, attrs kept."""
     path = Path(path)
     check = check_episode(path, min_length=1, max_speed=float("inf"))
@@ -271,12 +271,7 @@ def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False
         raise ConversionError(f"{path}: cannot convert: " + "; ".join(p.message for p in check.errors))
     if check.generation != "v5":
         raise ConversionError(f"{path}: is {check.generation.upper()}, not V5")
-    out = Path(out_dir) / path.name
-    if out.resolve() == path.resolve():
-        raise ConversionError(f"{path}: --out must be another folder (the V4 file has the same name)")
-    if out.exists() and not overwrite:
-        raise ConversionError(f"{out} exists (use --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = (run or Outputs([path])).target(Path(out_dir) / path.name, path, overwrite)
     ep = check.episode
     with h5py.File(path, "r") as f:
         images = read_frames_rgb(f, ep, 0, ep.num_frames)
@@ -285,7 +280,9 @@ def convert_v5(path: str | Path, out_dir: str | Path, *, overwrite: bool = False
         layout = NAME_RE.search(ep.scenario)
     attrs = {"obstacle_layout_type": f"{layout['boxes']}_{layout['layout'] or 'hori'}" if layout else "unknown",
              "collection_datetime": "", "source": path.name, "converted_from": "v5", **source_attrs}
-    return write_episode_v4(out, images, actions, event_types_for(actions), instruction=ep.instruction, attrs=attrs)
+    write_episode_v4(out, images, actions, event_types_for(actions), instruction=ep.instruction, attrs=attrs)
+    written(out)
+    return out
 
 
 def is_bag(path: Path) -> bool:
@@ -301,10 +298,38 @@ def _check_written(path: Path) -> None:
         raise ConversionError(f"{path}: converted file fails its own checks: " + "; ".join(p.message for p in check.errors))
 
 
+class Outputs:
+    """The output files of one convert run: never an input, never twice, replacing only with --overwrite (named)."""
+
+    def __init__(self, inputs: list[Path]):
+        self.inputs = list(inputs)
+        self.taken: dict[Path, Path] = {}  # resolved output -> the source it came from
+        self.replaced: list[Path] = []
+
+    def target(self, out: Path, source: str | Path, overwrite: bool) -> Path:
+        """`out` for `source`, checked (outputs.claim); refused when another source of this run already wrote it."""
+        key = out.resolve()
+        if key in self.taken:
+            raise ConversionError(f"{source}: its V4 file {out} was already written from {self.taken[key]} in this run "
+                                  "(two sources give the same name); convert them into separate --out folders")
+        if any(Path(p).resolve() == key for p in self.inputs) or out.resolve() == Path(source).resolve():
+            raise ConversionError(f"{source}: --out must be another folder ({out} is one of the sources)")
+        try:
+            claim(out, self.inputs, overwrite=overwrite)
+        except OutputError as exc:
+            raise ConversionError(f"{exc} (or pass --overwrite)" if out.exists() and not overwrite else str(exc)) from None
+        if out.exists():
+            self.replaced.append(out)
+        self.taken[key] = Path(source)
+        return out
+
+
 def convert_any(sources: list[str | Path], out_dir: str | Path, *, progress: bool = False,
-                **bag_kwargs: Any) -> tuple[list[Path], list[str]]:
-    """Convert each source (bag, bag folder, V5 file, folder of V5 files); returns (written, errors), never stopping early."""
-    written, errors = [], []
+                replaced: list[Path] | None = None, **bag_kwargs: Any) -> tuple[list[Path], list[str]]:
+    """Convert each source (bag, bag folder, V5 file, folder of V5 files); returns (written, errors), never stopping early.
+
+    `replaced`, when given, receives the existing files that --overwrite replaced."""
+    done, errors = [], []
     jobs: list[tuple[str, Path]] = []
     for src in map(Path, sources):
         if is_bag(src):
@@ -319,14 +344,17 @@ def convert_any(sources: list[str | Path], out_dir: str | Path, *, progress: boo
         else:
             errors.append(f"{src}: does not exist")
     overwrite = bag_kwargs.pop("overwrite", False)
+    run = Outputs([src for _, src in jobs])
     for kind, src in tqdm(jobs, desc="converting", unit="source", disable=not progress):
         try:
             if kind == "bag":
-                out = convert_bag(src, out_dir, overwrite=overwrite, **bag_kwargs)
+                out = convert_bag(src, out_dir, overwrite=overwrite, run=run, **bag_kwargs)
             else:
-                out = convert_v5(src, out_dir, overwrite=overwrite)
+                out = convert_v5(src, out_dir, overwrite=overwrite, run=run)
             _check_written(out)
-            written.append(out)
+            done.append(out)
         except (ConversionError, OSError) as exc:
             errors.append(str(exc))
-    return written, errors
+    if replaced is not None:
+        replaced.extend(run.replaced)
+    return done, errors

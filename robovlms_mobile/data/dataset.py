@@ -36,7 +36,7 @@ from robovlms_mobile.data.episode import Episode, EpisodeError
 from robovlms_mobile.data.format import min_episode_frames
 from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, encode_prompts, validate_template
-from robovlms_mobile.data.scan import check_files, find_episode_files
+from robovlms_mobile.data.scan import check_files, find_episode_files, group_keys
 from robovlms_mobile.data.split import SPLITS, split_episodes
 from robovlms_mobile.data.split_file import read_split_file, relative_names, select_split
 from robovlms_mobile.data.transforms import normalise_frames, resize_frames
@@ -83,6 +83,10 @@ def scan(data_dir: str | Path | Sequence[str | Path], *, min_length: int, max_sp
     errors = [c.error() for c in checks if c.errors]
     if errors and not skip_invalid:
         raise InvalidEpisodesError(errors)
+    duplicates = [c for c in checks if any(p.code == "duplicate" for p in c.problems)]
+    if duplicates:
+        log.warning("%d duplicate episode file(s) (same frames, actions and instruction as an earlier file) counted once: %s",
+                    len(duplicates), ", ".join(str(c.path) for c in duplicates[:10]) + (" ..." if len(duplicates) > 10 else ""))
     if errors:
         log.warning("skip_invalid: skipping %d invalid episode file(s) of %d:\n%s", len(errors), len(paths),
                     "\n".join(f"  {e}" for e in errors))
@@ -100,7 +104,8 @@ def select_episodes(data_dir: str | Path | Sequence[str | Path], *, split: str, 
         chosen = select_split(read_split_file(split_file), split, episodes, relative_names([e.path for e in episodes], roots),
                               set(relative_names(found, roots)), source=split_file)
     else:
-        indices = split_episodes([e.path.name for e in episodes], [e.side for e in episodes], val_ratio=val_ratio, seed=split_seed)[split]
+        indices = split_episodes([e.path.name for e in episodes], [e.side for e in episodes], val_ratio=val_ratio,
+                                 seed=split_seed, groups=group_keys(episodes))[split]
         chosen = [episodes[i] for i in indices]
     if not chosen:
         raise ValueError(f"split {split!r} of {data_dir} is empty ({len(episodes)} valid episodes, "

@@ -1,4 +1,9 @@
-"""Find and check many episode files: a confined glob, per-file checks (`check_episode`), duplicates across files."""
+"""Find and check many episode files: a confined glob, per-file checks (`check_episode`), duplicates across files.
+
+Two files with the same frames and actions (content hash) are a *variant* when their instructions differ
+(the lab adds instructions to a collector's copy): both are kept, and splits keep them together. With
+the instruction the same too they are a *duplicate*: a warning, and the later path is counted once, left out.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from robovlms_mobile.data.episode import EpisodeCheck, Problem, check_episode
+from robovlms_mobile.data.episode import Episode, EpisodeCheck, Problem, check_episode
 
 
 def check_pattern(pattern: str, flag: str = "pattern") -> str:
@@ -40,7 +45,7 @@ def find_episode_files(data_dir: str | Path | Sequence[str | Path], pattern: str
 
 def check_files(paths: Sequence[Path], *, min_length: int, max_speed: float, frames: bool = False,
                 progress: bool = False, full_length: int | None = None) -> list[EpisodeCheck]:
-    """One EpisodeCheck per path (same order); a later copy of an earlier file's content is an error."""
+    """One EpisodeCheck per path (same order); a later copy of an earlier file (instruction included) is left out."""
     checks = [check_episode(p, min_length=min_length, max_speed=max_speed, frames=frames, full_length=full_length)
               for p in tqdm(paths, desc="checking episodes", unit="file", disable=not progress)]
     mark_duplicates(checks)
@@ -48,13 +53,20 @@ def check_files(paths: Sequence[Path], *, min_length: int, max_speed: float, fra
 
 
 def mark_duplicates(checks: Sequence[EpisodeCheck]) -> None:
-    """Among files without other errors, every file whose content hash an earlier path (sorted) has is an error."""
-    first: dict[str, Path] = {}
+    """Among usable files, one whose content hash and instruction an earlier path (sorted) has gets a `duplicate`
+    warning and no episode (counted once); the same content with another instruction is a variant, kept."""
+    first: dict[tuple[str, str], Path] = {}
     for check in sorted(checks, key=lambda c: str(c.path)):
-        if check.errors or not check.content_hash:
+        if check.errors or not check.content_hash or check.episode is None:
             continue
-        original = first.setdefault(check.content_hash, check.path)
+        original = first.setdefault((check.content_hash, check.episode.instruction), check.path)
         if original != check.path:
-            check.problems.append(Problem("error", "duplicate", f"duplicate of {original} (same actions and image bytes, "
-                                                                f"content hash {check.content_hash[:12]})"))
+            check.problems.append(Problem("warning", "duplicate", f"duplicate of {original} (same frames, actions and "
+                                                                  f"instruction, content hash {check.content_hash[:12]}): "
+                                                                  "counted once"))
             check.episode = None
+
+
+def group_keys(episodes: Sequence[Episode]) -> list[str]:
+    """A key per episode shared by its instruction variants (same content hash), so splits keep them together."""
+    return [e.content_hash or f"path:{e.path}" for e in episodes]

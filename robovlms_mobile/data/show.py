@@ -18,6 +18,7 @@ from robovlms_mobile.data.episode import check_episode
 from robovlms_mobile.data.fields import read_actions, read_event_types
 from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.kinematics import integrate
+from robovlms_mobile.outputs import check_folder, claim, written
 from robovlms_mobile.task import MAX_SPEED, STEP_S
 
 EPS = 1e-6
@@ -112,17 +113,18 @@ def show_episode(path: str | Path, out_dir: str | Path, *, width: int = 320, col
     if check.episode is None:
         raise ValueError(f"{path}: cannot show: " + "; ".join(p.message for p in check.errors))
     ep = check.episode
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(out_dir, [path])
+    sheet, gif, trajectory = (claim(out_dir / f"{path.stem}{suffix}", [path])
+                              for suffix in ("_sheet.png", ".gif", "_trajectory.png"))
     with h5py.File(path, "r") as f:
         actions, events = read_actions(f), read_event_types(f)
         tiles = [annotate(read_frames_rgb(f, ep, t, t + 1)[0], t, actions[t], events[t] if events else None,
                           width=width, max_speed=max_speed) for t in range(ep.num_frames)]  # one frame at a time
     header = f"{path.name}  [{ep.generation.upper()}, {ep.num_frames} frames]  {ep.instruction}"
-    sheet = out_dir / f"{path.stem}_sheet.png"
     contact_sheet(tiles, columns, header).save(sheet)
-    gif = out_dir / f"{path.stem}.gif"
     tiles[0].save(gif, save_all=True, append_images=tiles[1:], duration=int(dt * 1000), loop=0)
     poses = integrate(actions, dt)
-    trajectory = plot_trajectory(poses, events, out_dir / f"{path.stem}_trajectory.png", f"{path.name}\n{ep.instruction}")
+    plot_trajectory(poses, events, trajectory, f"{path.name}\n{ep.instruction}")
+    written(sheet, gif, trajectory)
     return {"sheet": sheet, "gif": gif, "trajectory": trajectory, "final_pose": poses[-1].tolist(),
             "num_frames": ep.num_frames}

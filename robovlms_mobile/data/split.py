@@ -9,25 +9,32 @@ from collections.abc import Sequence
 SPLITS = ("train", "val", "all")
 
 
-def split_episodes(names: Sequence[str], sides: Sequence[str], *, val_ratio: float, seed: int) -> dict[str, list[int]]:
-    """Indices for 'train' / 'val' / 'all'. Depends only on (names, sides, ratio, seed), not on order.
+def split_episodes(names: Sequence[str], sides: Sequence[str], *, val_ratio: float, seed: int,
+                   groups: Sequence[str] | None = None) -> dict[str, list[int]]:
+    """Indices for 'train' / 'val' / 'all'. Depends only on (names, sides, groups, ratio, seed), not on order.
 
-    Within each side the episodes are ordered by a seeded hash of their file name, and the
-    first round(val_ratio * n) (at least one when n >= 2) go to val, so no episode is in both
-    and left/right are balanced across the split.
+    Episodes sharing a `groups` key (instruction variants of one recording) move together, named and
+    sided by their first name. Within each side the groups are ordered by a seeded hash of that
+    name, and the first round(val_ratio * n) (at least one when n >= 2) go to val, so no recording
+    is in both and left/right are balanced across the split.
     """
     if not 0.0 <= val_ratio < 1.0:
         raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, side in enumerate(sides):
-        groups[side].append(index)
+    keys = list(groups) if groups is not None else list(names)
+    members_of: dict[str, list[int]] = defaultdict(list)
+    for index, key in enumerate(keys):
+        members_of[key].append(index)
+    first = {key: min(members, key=lambda i: names[i]) for key, members in members_of.items()}
+    by_side: dict[str, list[str]] = defaultdict(list)
+    for key, i in first.items():
+        by_side[sides[i]].append(key)
     val: list[int] = []
-    for side in sorted(groups):
-        members = sorted(groups[side], key=lambda i: _rank(names[i], seed))
-        n_val = round(val_ratio * len(members))
-        if val_ratio > 0 and n_val == 0 and len(members) >= 2:
+    for side in sorted(by_side):
+        ordered = sorted(by_side[side], key=lambda k: _rank(names[first[k]], seed))
+        n_val = round(val_ratio * len(ordered))
+        if val_ratio > 0 and n_val == 0 and len(ordered) >= 2:
             n_val = 1
-        val.extend(members[:n_val])
+        val.extend(i for key in ordered[:n_val] for i in members_of[key])
     val_set = set(val)
     return {
         "train": [i for i in range(len(names)) if i not in val_set],

@@ -20,6 +20,7 @@ from robovlms_mobile.data.episode import Episode
 from robovlms_mobile.data.format import V4_FIELDS, scenario_fields
 from robovlms_mobile.data.split import assign_splits
 from robovlms_mobile.errors import DuplicateKeyError, clip, unique_keys
+from robovlms_mobile.outputs import write_text
 
 FORMAT = "robovlms-mobile-split/1"
 SPLIT_NAMES = ("train", "val", "test")
@@ -58,9 +59,15 @@ def make_split(episodes: Sequence[Episode], names: Sequence[str], *, val: float,
     if not (0.0 <= val < 1.0 and 0.0 <= test < 1.0 and val + test < 1.0):
         raise ValueError(f"ratios val={val}, test={test}: each must be in [0, 1) and val + test < 1")
     hashes = [e.content_hash for e in episodes]
-    if not all(hashes) or len(set(hashes)) != len(hashes):
-        raise ValueError("every episode needs a distinct content hash (run the checks first: duplicates are errors)")
-    assigned = assign_splits(hashes, [stratum_of(e) for e in episodes], ratios, seed)
+    if not all(hashes):
+        raise ValueError("every episode needs a content hash (run the checks first)")
+    # instruction variants (one content hash) are one item: split together, never across train/validation
+    first: dict[str, int] = {}
+    for i in sorted(range(len(episodes)), key=lambda i: names[i]):
+        first.setdefault(hashes[i], i)
+    keys = sorted(first)
+    by_key = dict(zip(keys, assign_splits(keys, [stratum_of(episodes[first[k]]) for k in keys], ratios, seed)))
+    assigned = [by_key[h] for h in hashes]
     splits: dict[str, list[dict[str, str]]] = {s: [] for s in SPLIT_NAMES}
     for name, episode, split in sorted(zip(names, episodes, assigned), key=lambda t: t[0]):
         splits[split].append({"file": name, "scenario": episode.scenario, "content_hash": episode.content_hash})
@@ -75,12 +82,9 @@ def make_split(episodes: Sequence[Episode], names: Sequence[str], *, val: float,
     }
 
 
-def write_split_file(path: str | Path, doc: dict[str, Any]) -> Path:
-    """Write the document as stable, indented JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    return path
+def write_split_file(path: str | Path, doc: dict[str, Any], inputs: Sequence[Path] = ()) -> Path:
+    """Write the document as stable, indented JSON (never onto one of `inputs`, never over a file the tool did not write)."""
+    return write_text(path, json.dumps(doc, indent=2) + "\n", inputs)
 
 
 def read_split_file(path: str | Path) -> dict[str, Any]:

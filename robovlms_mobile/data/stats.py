@@ -13,6 +13,7 @@ import numpy as np
 from robovlms_mobile.data.fields import read_actions, read_event_types
 from robovlms_mobile.data.format import V4_FIELDS, V5_FIELDS, scenario_fields
 from robovlms_mobile.data.scan import check_files
+from robovlms_mobile.outputs import check_folder, claim, write_text, writing
 from robovlms_mobile.task import RAW_ACTION_COLUMNS as AXES
 
 ACTION_CLASSES = ("forward", "backward", "left", "right", "forward_left", "forward_right", "backward_left",
@@ -99,7 +100,7 @@ def markdown(stats: dict[str, Any], images: Sequence[str] = ()) -> str:
     return "\n".join(out)
 
 
-def plot(stats: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot(stats: dict[str, Any], out_dir: Path, inputs: Sequence[Path] = ()) -> list[Path]:
     """scenarios.png, lengths.png, action_classes.png, axes.png (Agg backend)."""
     import matplotlib
 
@@ -118,25 +119,26 @@ def plot(stats: dict[str, Any], out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(fields), figsize=(3.2 * len(fields), 3.2), squeeze=False)
     for ax, field in zip(axes[0], fields):
         bars(ax, dict(sorted(stats["scenario"][field].items())), field)
-    written.append(_save(fig, out_dir / "scenarios.png"))
+    written.append(_save(fig, out_dir / "scenarios.png", inputs))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bars(ax, stats["lengths"], "episode length (frames)")
-    written.append(_save(fig, out_dir / "lengths.png"))
+    written.append(_save(fig, out_dir / "lengths.png", inputs))
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bars(ax, stats["action_classes"], "action classes (steps)")
-    written.append(_save(fig, out_dir / "action_classes.png"))
+    written.append(_save(fig, out_dir / "action_classes.png", inputs))
     fig, axes = plt.subplots(1, len(AXES), figsize=(10, 3.2))
     for ax, (axis, v) in zip(axes, stats["axis_values"].items()):
         lim = max(float(np.abs(v).max(initial=0.0)), 1e-3) * 1.1
         ax.hist(v, bins=np.linspace(-lim, lim, 24), color="#55A868")
         ax.set_title(axis)
-    written.append(_save(fig, out_dir / "axes.png"))
+    written.append(_save(fig, out_dir / "axes.png", inputs))
     return written
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, inputs: Sequence[Path] = ()) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with writing(path, inputs) as path:
+        fig.savefig(path, dpi=90)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -144,10 +146,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def write_stats(paths: Sequence[Path], out_dir: str | Path, *, progress: bool = True) -> tuple[dict[str, Any], Path]:
-    """Collect, plot and write `summary.md` into out_dir; returns (stats, summary path)."""
-    out_dir = Path(out_dir)
+    """Collect, plot and write `summary.md` into out_dir; returns (stats, summary path). No file lands on an input."""
+    out_dir = check_folder(out_dir, paths)
+    for name in ("scenarios.png", "lengths.png", "action_classes.png", "axes.png", "summary.md"):  # before the work
+        claim(out_dir / name, paths)
     stats = collect(paths, progress=progress)
-    images = plot(stats, out_dir)
-    summary = out_dir / "summary.md"
-    summary.write_text(markdown(stats, [str(i) for i in images]))
+    images = plot(stats, out_dir, paths)
+    summary = write_text(out_dir / "summary.md", markdown(stats, [str(i) for i in images]), paths)
     return stats, summary

@@ -26,6 +26,7 @@ import numpy as np
 from robovlms_mobile.data.format import V4_SCENARIOS, Scenario, instruction_for
 from robovlms_mobile.data.writers import event_types_for, write_episode_v4, write_episode_v5
 from robovlms_mobile.data.kinematics import integrate
+from robovlms_mobile.outputs import check_folder, claim, written
 from robovlms_mobile.task import FRAME_SIZE, MAX_SPEED as SPEED
 from robovlms_mobile.task import STEP_S
 
@@ -169,8 +170,7 @@ def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, fr
     scen = tuple(scenarios) if scenarios else V4_SCENARIOS
     has_instr = np.zeros(n_episodes, bool)  # V4 only; a seeded choice, uncorrelated with side
     has_instr[np.random.default_rng([seed, 7]).permutation(n_episodes)[: round(frac * n_episodes)]] = True
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(out_dir, flag="DIR")
     start = datetime(2025, 1, 6, 9, 0, 0) + timedelta(days=seed % 3650)
     paths = []
     for i in range(n_episodes):
@@ -179,7 +179,7 @@ def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, fr
         ep = make_episode(sc, seed=[seed, i // 2, 0] if mirrored else [seed, i, 1], frame_size=frame_size,
                           length=length, generation=generation)
         stamp = start + timedelta(seconds=53 * i)
-        path = out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5"
+        path = claim(out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5", flag="DIR")
         text = instruction_for(sc.n_boxes, sc.side)
         if generation == "v4":
             attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat()}
@@ -189,5 +189,6 @@ def generate_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, fr
             attrs = {"scenario": f"{sc.n_boxes}box_{sc.layout}_{sc.side}", "pattern": sc.variant,
                      "distance": sc.distance, "end_pos": ep.poses[-1, :2].astype(np.float32)}
             write_episode_v5(path, ep.images, ep.actions, instruction=text, attrs=attrs)
+        written(path)
         paths.append(path)
     return paths

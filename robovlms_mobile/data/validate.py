@@ -9,6 +9,7 @@ from typing import Any
 
 from robovlms_mobile.data.episode import EpisodeCheck
 from robovlms_mobile.data.scan import check_files, find_episode_files
+from robovlms_mobile.outputs import write_text
 
 
 def collect_files(inputs: Sequence[str | Path], pattern: str = "*.h5") -> list[tuple[Path, str]]:
@@ -65,9 +66,6 @@ def format_table(checks: Sequence[EpisodeCheck], names: Sequence[str]) -> str:
     return "\n".join(lines if rows else lines[-1:])
 
 
-def write_report(path: str | Path, doc: dict[str, Any]) -> Path:
-    """Write the JSON report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    return path
+def write_report(path: str | Path, doc: dict[str, Any], inputs: Sequence[Path] = ()) -> Path:
+    """Write the JSON report (never onto one of `inputs`, never over a file the tool did not write)."""
+    return write_text(path, json.dumps(doc, indent=2) + "\n", inputs, flag="--json")

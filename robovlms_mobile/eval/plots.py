@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from robovlms_mobile.outputs import writing  # noqa: E402
+
 
 def plot_offline(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Error per chunk step (per axis) and per-axis MAE / RMSE / sensitivity bars."""
@@ -58,9 +60,8 @@ def plot_bars(labels: Sequence[str], series: dict[str, Sequence[float]], out_pat
 
 def _save(fig: Any, out_path: str | Path) -> Path:
     """Lay out, write as PNG (creating the folder) and close `fig`."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    with writing(out_path, flag="plot") as out_path:
+        fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path

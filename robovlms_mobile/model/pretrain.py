@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +46,8 @@ RECIPE: dict[str, Any] = {
 CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/tiny_kosmos.py", "sim/render.py", "sim/scenarios.py",
               "sim/world.py", "sim/expert.py", "sim/planner.py", "data/transforms.py", "data/prompt.py")
 RECORD = "pretrain.json"
+STAMP = ".robovlms-cache.json"  # written by build_cached into each folder it builds: what it was built as
+BUILD_PREFIX = ".robovlms-build-"  # temporary build folders: only this tool writes names starting so
 
 
 def code_version(files: tuple[str, ...] = CODE_FILES) -> str:
@@ -66,19 +69,38 @@ def cache_key(recipe: dict[str, Any], files: tuple[str, ...] = CODE_FILES) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _built_here(target: Path, done: str) -> bool:
+    """True when `target` is a real folder (no link) that build_cached built under this name and finished."""
+    if target.is_symlink() or not target.is_dir() or (target / done).is_symlink() or not (target / done).is_file():
+        return False
+    try:
+        stamp = json.loads((target / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("key") == target.name and stamp.get("done") == done
+
+
 def build_cached(target: Path, build: Callable[[Path], Any], done: str) -> Path:
-    """`target` from the cache when `target/done` exists, else `build(tmp)` in a temporary folder beside it
-    renamed to `target` atomically (a killed or concurrent build never leaves half a folder under the key)."""
-    if (target / done).exists():
+    """`target` from the cache when build_cached built it (its stamp names `target` and `done` exists), else `build(tmp)`
+    in a temporary folder beside it renamed to `target` atomically (a killed or concurrent build never leaves half a
+    folder under the key). Something else found under the key (a link, a folder without the stamp) is never read or
+    deleted: it is moved aside with a notice."""
+    if _built_here(target, done):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    if target.is_symlink() or target.exists():
+        aside = target.with_name(f"{target.name}.untrusted-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.rename(target, aside)  # renames a link itself, never its target
+        print(f"robovlms-mobile: notice: cache entry {target} was not built by this tool (or is unfinished); moved "
+              f"aside to {aside.name} and rebuilt", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=target.parent))
     try:
         build(tmp)
+        (tmp / STAMP).write_text(json.dumps({"key": target.name, "done": done}))
         try:
             os.replace(tmp, target)
         except OSError:
-            if not (target / done).exists():
+            if not _built_here(target, done):  # a concurrent build finished first: use it
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
+from robovlms_mobile.outputs import FolderLock, check_output_root, write_text
+
 
 DEMO_EPISODES = 96  # eight seeded worlds for each of the 12 standard scenarios (left/right mirror pairs)
 CLOSED_LOOP_EPISODES = 2  # seeded held-out worlds per scenario: 24 episodes per figure
@@ -145,13 +147,21 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
              episodes: int = CLOSED_LOOP_EPISODES, seeds: Sequence[int] = DEMO_SEEDS) -> dict[str, Any]:
     """Prepare, train LoRA once per seed (side by side), drive in closed loop; returns the figures (also demo_report.json)."""
     from robovlms_mobile.config import prepare_config
-    from robovlms_mobile.recipes.train_eval import run_seeds
 
     timings: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     config, _ = prepare_config(config_path)  # checked once, before any work; `train` prints its notices
+    output_dir = check_output_root(config["output_root"])
+    with FolderLock(output_dir, "demo output_root"):
+        return _run_demo(config, output_dir, timings, start, max_steps=max_steps, progress=progress, episodes=episodes,
+                         seeds=seeds)
+
+
+def _run_demo(config: dict[str, Any], output_dir: Path, timings: dict[str, dict[str, float]], start: float, *,
+              max_steps: int | None, progress: bool, episodes: int, seeds: Sequence[int]) -> dict[str, Any]:
+    from robovlms_mobile.recipes.train_eval import run_seeds, spread
+
     source = prepare(config, timings)
-    output_dir = Path(config["output_root"])
     with timed(timings, "references"):
         fixed, fixed_ood = references(Path(config["train_dataset"]["data_dir"]), episodes, DEMO_FRAME_SIZE)
     with timed(timings, "train_and_closed_loop"):
@@ -179,7 +189,7 @@ def run_demo(config_path: str | Path = "configs/tiny_cpu.json", *, max_steps: in
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
     }
-    (output_dir / "demo_report.json").write_text(json.dumps(report, indent=2))
+    write_text(output_dir / "demo_report.json", json.dumps(report, indent=2), flag="demo report")
     print("\n== demo summary ==")
     for run in runs:
         epochs = run["epochs"]

@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from robovlms_mobile.train.memory import GIB, MemoryGuard, PeakRSS, PhaseLog, gpu_estimate
+from robovlms_mobile.outputs import write_text
 
 DEFAULT_CACHE = Path(os.environ.get("ROBOVLMS_MOBILE_CACHE", Path.home() / ".cache" / "robovlms-mobile"))
 FULL_MODEL_DIRNAME = "kosmos-2-patch14-224-random"
@@ -315,5 +316,5 @@ def run_cli(args: Any) -> int:
                       gradient_checkpointing=gc_flag)
     print(format_report(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_text(args.json, json.dumps(result, indent=2), [args.config], flag="--json")
     return 0

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from robovlms_mobile.config import ConfigError, load_config, validate_config
+from robovlms_mobile.outputs import FolderLock, check_output_root, write_text, writing
 from robovlms_mobile.task import FRAME_SIZE
 
 SEED_COLUMNS = ("success_rate", "success_std", "blanked_success_rate", "blanked_success_std", "untrained_success_rate",
@@ -76,12 +77,19 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
     holds the closed-loop means and spreads over the seeds (trained, instruction blanked, untrained) instead
     of the offline figures.
     """
-    from robovlms_mobile.recipes.train_eval import run_seeds, train_and_evaluate
-
     base = load_config(base_config)
     runs = grid(base, sets)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_root(output_dir, "--output-dir")
+    with FolderLock(out, "sweep output folder"):
+        return _run_grid(runs, sets, out, max_steps=max_steps, max_epochs=max_epochs, episodes=episodes,
+                         scenarios=scenarios, frame_size=frame_size, seeds=seeds, progress=progress)
+
+
+def _run_grid(runs: list, sets: list[tuple[str, list[Any]]], out: Path, *, max_steps: int | None, max_epochs: int | None,
+              episodes: int, scenarios: Any, frame_size: tuple[int, int], seeds: Sequence[int] | None,
+              progress: bool) -> list[dict[str, Any]]:
+    from robovlms_mobile.recipes.train_eval import run_seeds, train_and_evaluate
+
     rows = []
     keys = [key for key, _ in sets]
     for name, overrides, config in tqdm(runs, desc="sweep", disable=not progress):
@@ -102,8 +110,8 @@ def run_sweep(base_config: str | Path, sets: list[tuple[str, list[Any]]], output
 
 def _single_row(name: str, overrides: dict[str, Any], run: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     result, offline, closed = run["train"], run["offline"], run["closed_loop"]["trained"]
-    (run_dir / "offline.json").write_text(json.dumps(offline, indent=2))
-    (run_dir / "closed_loop.json").write_text(json.dumps(closed, indent=2))
+    write_text(run_dir / "offline.json", json.dumps(offline, indent=2), flag="sweep")
+    write_text(run_dir / "closed_loop.json", json.dumps(closed, indent=2), flag="sweep")
     val_loss = run["history"][-1]["val_loss"] if run["history"] else result["metrics"].get("val_loss")
     return {"run": name, **overrides, "steps": result["global_step"], "val_loss": val_loss,
             **{k: offline[k] for k in COLUMNS if k in offline}, **{k: closed["overall"][k] for k in COLUMNS if k in closed["overall"]}}
@@ -130,13 +138,13 @@ def _fmt(value: Any) -> str:
 def write_tables(rows: list[dict[str, Any]], keys: list[str], out: Path, seeded: bool = False) -> tuple[Path, Path]:
     """results.csv and results.md (one row per run; with `seeded`, the over-seeds columns)."""
     header = ["run", *keys, *(["seeds", "steps", *SEED_COLUMNS] if seeded else ["steps", *COLUMNS])]
-    with open(out / "results.csv", "w", newline="") as f:
+    with writing(out / "results.csv", flag="sweep") as path, open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(row.get(h)) for h in header) + " |" for row in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "results.md", "\n".join(lines) + "\n", flag="sweep")
     return out / "results.csv", out / "results.md"
 
 

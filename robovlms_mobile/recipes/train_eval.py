@@ -35,7 +35,8 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     output_dir = Path(output_dir)
     with timer("train"):
         result = train(config, output_dir=output_dir, max_steps=max_steps, max_epochs=max_epochs, progress=progress,
-                       callbacks=callbacks, section_callbacks=SECTION_CALLBACKS)
+                       callbacks=callbacks, section_callbacks=SECTION_CALLBACKS,
+                       fresh=True)  # a recipe's own folder: its earlier run is replaced
     module = result["model"].eval()
     meta = CheckpointMetadata.from_config(module.configs)
     policy = InProcessPolicy(module, meta)
@@ -97,9 +98,11 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
         # a spawned worker inherits "spawn" as its default: the DataLoader's workers would then
         # re-import torch at every epoch's train and validation loader (seconds of CPU each)
         multiprocessing.set_start_method("fork", force=True)
+    from robovlms_mobile.outputs import write_text
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "train.log", "w")
+    log = open(out / "train.log", "w")  # the seed folder's own log (seed-<n>/ under the locked output folder)
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
@@ -113,7 +116,7 @@ def _seed_job(config: dict[str, Any], seed: int, output_dir: str, threads: int, 
                "gifs": run["closed_loop"]["trained"]["gifs"], "checkpoint": str(out / "last.ckpt"),
                "wall_s": round(time.perf_counter() - start, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                "torch_threads": threads}
-    (out / "seed_report.json").write_text(json.dumps(summary, indent=2))
+    write_text(out / "seed_report.json", json.dumps(summary, indent=2), flag="seed report")
     return summary
 
 

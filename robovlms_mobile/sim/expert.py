@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from robovlms_mobile.data.format import Scenario
 from robovlms_mobile.data.writers import event_types_for, write_episode_v4
+from robovlms_mobile.outputs import claim, written
 from robovlms_mobile.sim.render import render_frame
 from robovlms_mobile.sim.planner import plan_route
 from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS, build_world
@@ -116,10 +117,11 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
         world = build_world(sc, world_seed)
         ep = expert_episode(world, frame_size, tail=tail)
         stamp = start + timedelta(seconds=47 * i)
-        path = out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5"
+        path = claim(out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5", flag="episode")
         attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat(),
                  "sim_world_seed": np.array(world_seed, np.int64)}
         write_episode_v4(path, ep.images, ep.actions, event_types_for(ep.actions),
                          instruction=world.instruction, attrs=attrs)
+        written(path)
         paths.append(path)
     return paths

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from robovlms_mobile.outputs import writing
 from robovlms_mobile.sim.render import render_map
 from robovlms_mobile.sim.world import World
 
@@ -18,8 +19,8 @@ def save_pngs(frames: Sequence[np.ndarray], out_dir: str | Path, prefix: str = "
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, frame in enumerate(frames):
-        path = out_dir / f"{prefix}_{i:03d}.png"
-        Image.fromarray(np.asarray(frame, np.uint8)).save(path)
+        with writing(out_dir / f"{prefix}_{i:03d}.png") as path:
+            Image.fromarray(np.asarray(frame, np.uint8)).save(path)
         paths.append(path)
     return paths
 
@@ -32,9 +33,8 @@ def side_by_side(frame: np.ndarray, world: World, trail: Sequence) -> np.ndarray
 
 def save_gif(frames: Sequence[np.ndarray], path: str | Path, frame_ms: int = 250) -> Path:
     """Write an animated GIF (the last frame held three times as long)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(np.asarray(f, np.uint8)) for f in frames]
     durations = [frame_ms] * (len(images) - 1) + [3 * frame_ms]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    with writing(path) as path:
+        images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
     return path

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from robovlms_mobile.checkpoint.format import load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
+from robovlms_mobile.outputs import FolderLock, OutputError, check_output_root
 from robovlms_mobile.train.registry import register
 
 LIGHTNING_ONLY = ("logger",)  # config keys main.py converts itself before building the Trainer
@@ -79,6 +80,31 @@ def check_output_dir(output_dir: Path) -> None:
         raise OutputDirError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from None
     for stale in output_dir.glob(".*.ckpt.tmp-*"):  # left by a process killed mid-save
         stale.unlink(missing_ok=True)
+
+
+def _rank() -> int:
+    """This process's rank as the launchers set it (0 when not distributed)."""
+    return int(os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or 0)
+
+
+def run_checkpoints(output_dir: Path) -> list[Path]:
+    """The checkpoint files a run of this tool leaves in `output_dir` (Lightning's names, the sim-eval best)."""
+    names = ("last.ckpt", "last-v*.ckpt", "epoch*-step*.ckpt", "best.ckpt")
+    return sorted({p for pattern in names for p in output_dir.glob(pattern) if p.is_file() and not p.is_symlink()})
+
+
+def check_previous_run(output_dir: Path, resume: str | None, *, fresh: bool) -> None:
+    """A folder holding an earlier run's checkpoints is refused unless `--resume` continues it; `fresh` (a recipe
+    rerunning itself into its own folder) deletes those checkpoints instead, so the one reported is the one written."""
+    found = run_checkpoints(output_dir)
+    if not found or resume:
+        return
+    if fresh:
+        for path in found:
+            path.unlink()
+        return
+    raise OutputError(f"output directory {output_dir} already holds a run ({', '.join(p.name for p in found[:3])}"
+                      f"{' ...' if len(found) > 3 else ''}); continue it with --resume last, or choose another --output-dir")
 
 
 def checkpoint_bytes(module: Any) -> int:
@@ -192,12 +218,15 @@ def build_trainer(configs: dict[str, Any], output_dir: Path, *, progress: bool =
         # timeout outlasts the watchdog's, so a stall ends with the watchdog's line rather than a timeout trace.
         kwargs["strategy"] = DDPStrategy(find_unused_parameters=False, timeout=timedelta(minutes=max(30.0, stall_min + 10)))
     every_n_steps = int(configs.get("checkpoint_every_n_steps", 0))
+    # enable_version_counter=False: last.ckpt is this run's own file, replaced in place (never a last-v1.ckpt
+    # beside an older run's last.ckpt; check_previous_run refused or resumed that run before)
     epoch_ckpt = ModelCheckpoint(dirpath=output_dir, filename="epoch{epoch}-step{step}", auto_insert_metric_name=False,
-                                 save_last=True, save_top_k=-1, every_n_epochs=1)
+                                 save_last=True, save_top_k=-1, every_n_epochs=1, enable_version_counter=False)
     callbacks = [StallWatchdog(stall_min)] if stall_min > 0 else []  # first: its marks precede the other hooks
     callbacks += [epoch_ckpt, LearningRateMonitor(logging_interval="step"), EpochSummary(), *(extra_callbacks or [])]
     if every_n_steps > 0:  # `last.ckpt` also every N optimiser steps, so a killed run loses at most N steps
-        callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps))
+        callbacks.append(ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0, every_n_train_steps=every_n_steps,
+                                         enable_version_counter=False))
     return Trainer(
         **kwargs,
         plugins=[AtomicCheckpointIO()],
@@ -220,20 +249,22 @@ def train(
     callbacks: list | None = None,
     section_callbacks: SectionCallbacks | None = None,
     stall_timeout_min: float | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train from a config file (or dict); returns final metrics and the checkpoint paths.
 
     `section_callbacks` maps a config section (`sim_eval`) to the factory of the callback that runs it.
     `stall_timeout_min` overrides the config's: minutes without progress on any rank before the
-    run is ended with one line (0: no watchdog).
+    run is ended with one line (0: no watchdog). The output folder is locked for the run (a second run
+    into it is refused); one holding an earlier run is refused unless `resume` continues it, or `fresh`
+    (a recipe rerunning into its own folder) deletes that run's checkpoints first.
     """
     configs, notes = prepare_config(config)  # before any upstream import: a bad config costs one line, nothing else
     source = "config" if isinstance(config, dict) else str(config)
+    out = (check_output_root(output_dir, "--output-dir") if output_dir
+           else check_output_root(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_hardware_and_model(configs, source)
     register()
-    from lightning import seed_everything
-    from robovlms.train.base_trainer import BaseTrainer
-
     if int(os.environ.get("RANK", 0)) == 0:
         for line in notes:
             print(f"robovlms-mobile train: notice: {source}: {line}", file=sys.stderr)
@@ -247,14 +278,31 @@ def train(
         configs["stall_timeout_min"] = stall_timeout_min
     configs["trainer"].setdefault("max_steps", -1)
     preflight_data(configs)
-    out = Path(output_dir or Path(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     claimed = claimed_callbacks(configs, out, section_callbacks, source)
     check_output_dir(out)
+    lock = FolderLock(out, "output directory") if _rank() == 0 else None  # DDP ranks > 0 run under rank 0's lock
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _train_locked(configs, out, resume=resume, fresh=fresh, progress=progress,
+                             callbacks=[*(callbacks or []), *claimed])
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(configs: dict[str, Any], out: Path, *, resume: str | None, fresh: bool, progress: bool,
+                  callbacks: list | None) -> dict[str, Any]:
+    from lightning import seed_everything
+    from robovlms.train.base_trainer import BaseTrainer
+
     ckpt_path = resolve_resume(resume, out)
+    if _rank() == 0:
+        check_previous_run(out, ckpt_path, fresh=fresh)
     check_resume(ckpt_path, configs)
     configs["output_dir"] = str(out)
     seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
-    trainer = build_trainer(configs, out, progress=progress, extra_callbacks=[*(callbacks or []), *claimed])
+    trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)
     configs["gpus"] = trainer.num_devices
     configs["train_setup"]["precision"] = configs["trainer"].get("precision", 32)
     model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)
@@ -262,5 +310,6 @@ def train(
     datamodule = build_datamodule(configs, model)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-    return {"metrics": metrics, "output_dir": str(out), "last_checkpoint": str(out / "last.ckpt"),
+    last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")), "")
+    return {"metrics": metrics, "output_dir": str(out), "last_checkpoint": last or str(out / "last.ckpt"),
             "global_step": trainer.global_step, "model": model, "trainer": trainer}

@@ -303,7 +303,7 @@ def test_cache_killed_mid_entry_leaves_no_temp_file(hostile, tmp_path):
     finally:
         proc.wait(timeout=TIMEOUT)
     assert sorted(p.name for p in cache.iterdir()) == []
-    stale = cache / ".episode-0123.npy.999999999.tmp"  # a named temp file (file systems without O_TMPFILE), its process gone
+    stale = cache / ".robovlms-cache-999999999-episode-0123456789abcdef01234567.npy.tmp"  # a named temp file (file systems without O_TMPFILE), its process gone
     stale.write_bytes(b"x" * 100)
     (ep,) = [c.episode for c in check_files([data / src.name], min_length=2, max_speed=1.15)]
     assert FrameCache(cache, 32).build([ep], progress=False) == 1
