@@ -88,7 +88,7 @@ def test_a_worse_later_evaluation_keeps_best_ckpt_and_a_better_one_replaces_it(b
 
     scripted = iter([0.5, 0.25, 0.75])  # epoch 1 best so far, epoch 2 worse, epoch 3 better
 
-    def evaluate(self, pl_module, step, epoch, loggers=None):
+    def evaluate(self, pl_module, step, epoch, loggers=None, **_):
         rate = next(scripted)
         return {"epoch": epoch, "step": step, "episodes": 4, "success_rate": rate, "collision_rate": 1 - rate,
                 "wrong_side_rate": 0.0, "reasons": {}, "gifs": []}
