@@ -8,7 +8,9 @@ weights as they were when training started. A Lightning callback cuts gradients 
 would (`requires_grad_(False)` once the optimiser exists) on LoRA or on the head; each cut run sees
 the same data, order and steps as the intact one (training is deterministic per seed).
 
-Measured 2026-12-03 (docs/results.md section 7): initial 0.2412; intact 0.2400 (-0.0013); head cut
+Measured 2026-12-03 on the merged worlds (bench18): initial 0.2147; LoRA cut 0.1791; head cut 0.2138
+(-0.0008); the intact run passes the 0.001 threshold (its figure not printed). Before the merge
+(docs/results.md, caption18 section): initial 0.2412; intact 0.2400 (-0.0013); head cut
 0.2407 (-0.0006); LoRA and head cut 0.2410 (-0.0002); LoRA cut 0.2360 (-0.0053: at this budget the
 head does the learning and LoRA's share of the held-out error is not positive). So the held-out
 measure catches a cut head (the run does not improve by IMPROVEMENT), and a cut LoRA is caught by its
