@@ -22,6 +22,13 @@ WINDOW = 8  # frames of history the policy sees
 CHUNK = 10  # future actions predicted per window (upstream: fwd_pred_next_n)
 FULL_EPISODE_FRAMES = WINDOW + CHUNK - 1  # 17: frames one complete training window spans
 
+# words that name the robot's moves or its instruction: no pretraining caption may contain one
+# (model/grounding.py), so the backbone learns what a frame shows, never what to do next
+ACTION_WORDS: frozenset[str] = frozenset({
+    "forward", "forwards", "backward", "backwards", "back", "left", "right", "stop", "stops", "stopped", "move", "moves",
+    "moving", "turn", "turns", "turning", "go", "goes", "going", "drive", "driving", "pass", "passing", "around", "detour",
+    "side", "next", "straight", "steer", "avoid", "approach", "instruction", "action", "press", "key"})
+
 MAX_INSTRUCTION_CHARS = 512  # characters, everywhere an instruction enters (files, server, CLI)
 MAX_PROMPT_TOKENS = 256  # the tokenizer truncates the filled prompt at this many tokens
 

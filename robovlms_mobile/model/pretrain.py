@@ -1,16 +1,22 @@
-"""Pretraining stage of the tiny Kosmos-2: caption language modelling on simulator frames.
+"""Pretraining stage of the tiny Kosmos-2: grounded caption language modelling on simulator frames.
 
-The real Kosmos-2 arrives knowing what is in an image and where; a random tiny one knows
-nothing, so LoRA has nothing to adapt. This stage teaches it, offline and in a couple of minutes:
-frames from scripted-expert runs in held-apart worlds (seeds ``[world_seed, k]``, disjoint from the
-demo data ``[0, k]`` and the evaluation worlds ``[1000, k]``), each with its grounded caption
-(model/grounding.py), trained with next-token loss on the caption in the policy's own layout
-``<s> [image tokens] prompt(instruction) caption </s>``.
+The real Kosmos-2 arrives knowing what is in an image and where, and nothing about this robot's
+actions; a random tiny one knows nothing, so LoRA has nothing to adapt. This stage teaches the tiny
+one what frames show, offline and in a couple of minutes: frames of varied random scenes
+(model/scenes.py: 1-4 boxes, a bottle, every surface colour random) and of the task's own worlds
+(seeds ``[world_seed, k]``, disjoint from the demo data ``[0, k]`` and the evaluation worlds
+``[1000, k]``), each seen from camera poses drawn uniformly over the free floor (never an expert's
+route), each with its grounded caption (model/grounding.py: objects, their image boxes in
+Kosmos-2's location tokens, near/far, the bottle hidden or not, the floor's colour). The captions
+are a function of the rendered geometry alone: no instruction, no expert, no future; the prompt is
+Kosmos-2's own ``<grounding>An image of`` with no instruction in it. Trained with next-token loss on
+the caption in the policy's layout ``<s> [image tokens] prompt caption </s>``.
 
 The result is cached by content: the folder name is a hash of the recipe and of the code that
-makes it (this module, the tiny model, the simulator, the preprocessing, library versions), so it
-is built once and reused by ``make demo``, the tests and the learning check. ``pretrain.json``
-beside the weights records the recipe, the data and the losses.
+makes it (this module, the captioner, the scenes, the tiny model, the simulator, the preprocessing,
+library versions), so it is built once and reused by ``make demo``, the tests and the learning
+check. ``pretrain.json`` beside the weights records the recipe, the caption vocabulary, the data
+and the losses.
 """
 
 from __future__ import annotations
@@ -30,21 +36,25 @@ import torch
 import torch.nn.functional as F
 
 RECIPE: dict[str, Any] = {
+    "version": 3,  # v1/v2 captioned the expert's next key press and the instructed side; v3 only what the frame shows
     "seed": 0,
-    "world_seed": 500,  # pretraining worlds [500, k]: not the demo's [0, k], not the evaluation's [1000, k]
+    "captions": "geometry only: seen objects with colour, Kosmos-2 box, near/far; bottle hidden; floor colour",
+    "random_scenes": 150,  # model/scenes.py: random boxes, bottle, colours
+    "poses_per_scene": 4,
+    "world_seed": 500,  # the task's worlds [500, k]: not the demo's [0, k], not the evaluation's [1000, k]
     "worlds_per_scenario": 3,
-    "scenarios": "all",  # 1 box, 2 boxes side by side and one behind the other; both sides; three distances
+    "scenarios": "default",  # the in-distribution ones (1 box, 2 boxes side by side): the OOD layout stays unseen
+    "poses_per_world": 8,
     "frame_size": [72, 128],  # as the demo's episodes and closed loop (resized to image_size anyway)
     "image_size": 224,
-    "stop_frames_kept": 3,
     "steps": 300,
     "batch_size": 24,
     "learning_rate": 1e-3,
     "weight_decay": 0.01,
-    "prompt_template": "<grounding>An image of a robot {instruction}",
+    "prompt": "<grounding>An image of",  # Kosmos-2's grounded-caption prompt: no instruction
 }
-CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/tiny_kosmos.py", "sim/render.py", "sim/scenarios.py",
-              "sim/world.py", "sim/expert.py", "sim/planner.py", "data/transforms.py", "data/prompt.py")
+CODE_FILES = ("model/pretrain.py", "model/grounding.py", "model/scenes.py", "model/tiny_kosmos.py", "sim/render.py",
+              "sim/scenarios.py", "sim/world.py", "data/transforms.py", "task.py")
 RECORD = "pretrain.json"
 STAMP = ".robovlms-cache.json"  # written by build_cached into each folder it builds: what it was built as
 BUILD_PREFIX = ".robovlms-build-"  # temporary build folders: only this tool writes names starting so
@@ -113,24 +123,36 @@ def default_cache_root() -> Path:
 
 
 def caption_frames(recipe: dict[str, Any]) -> dict[str, Any]:
-    """Frames (N, H, W, 3) uint8, instructions and grounded captions of the pretraining worlds."""
-    from robovlms_mobile.model.grounding import grounded_caption
-    from robovlms_mobile.sim.expert import expert_episode
+    """Frames (N, H, W, 3) uint8 and their grounded captions: random scenes, then the task's worlds, random poses."""
+    from robovlms_mobile.model.grounding import check_caption, grounded_caption
+    from robovlms_mobile.model.scenes import random_poses, random_scene
+    from robovlms_mobile.sim.render import render_frame
     from robovlms_mobile.sim.scenarios import ALL_SCENARIOS, DEFAULT_SCENARIOS, build_world
 
-    scenarios = ALL_SCENARIOS if recipe["scenarios"] == "all" else DEFAULT_SCENARIOS
     size = tuple(recipe["frame_size"])
-    frames, instructions, captions = [], [], []
-    for k in range(recipe["worlds_per_scenario"]):
-        for sc in scenarios:
-            world = build_world(sc, [recipe["world_seed"], k])
-            ep = expert_episode(world, size, tail=recipe["stop_frames_kept"])
-            for i in range(1, len(ep.images)):  # frame 0 repeats frame 1 with the episode_start zero action
-                x, y = ep.trail[i]
-                frames.append(ep.images[i])
-                instructions.append(world.instruction)
-                captions.append(grounded_caption(world, x, y, ep.actions[i, :2], size))
-    return {"frames": np.stack(frames), "instructions": instructions, "captions": captions}
+    rng = np.random.default_rng([recipe["seed"], 1])
+    views = [(random_scene(rng), recipe["poses_per_scene"]) for _ in range(recipe["random_scenes"])]
+    scenarios = ALL_SCENARIOS if recipe["scenarios"] == "all" else DEFAULT_SCENARIOS
+    views += [(build_world(sc, [recipe["world_seed"], k]), recipe["poses_per_world"])
+              for k in range(recipe["worlds_per_scenario"]) for sc in scenarios]
+    frames, captions = [], []
+    for world, n in views:
+        for x, y in random_poses(world, rng, n):
+            frames.append(render_frame(world, x, y, size))
+            captions.append(check_caption(grounded_caption(world, x, y, size)))
+    return {"frames": np.stack(frames), "captions": captions, "scenes": len(views)}
+
+
+def caption_vocabulary() -> dict[str, Any]:
+    """What a caption may say (recorded with the model): its words, colours, object nouns, grid, format."""
+    from robovlms_mobile.model import grounding
+    from robovlms_mobile.task import ACTION_WORDS
+
+    return {"words": sorted(grounding.CAPTION_WORDS), "colours": grounding.COLOURS, "kinds": list(grounding.KINDS),
+            "location_tokens": f"<patch_index_0000>..<patch_index_{grounding.GRID ** 2 - 1:04d}> on a {grounding.GRID}x{grounding.GRID} grid",
+            "near_m": grounding.NEAR_M, "excluded_action_words": sorted(ACTION_WORDS),
+            "format": "<phrase> a {colour} {kind}</phrase><object><patch_index_TL><patch_index_BR></object> near|far. "
+                      "... [the bottle is hidden.] the floor is {colour}."}
 
 
 def image_tokens(backbone: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
@@ -140,18 +162,16 @@ def image_tokens(backbone: torch.nn.Module, pixels: torch.Tensor) -> torch.Tenso
     return backbone.image_to_text_projection(hidden)[0]
 
 
-def encode_captions(tokenizer: Any, instructions: list[str], captions: list[str], template: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode_captions(tokenizer: Any, captions: list[str], prompt: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """input_ids, attention_mask, labels (B, L): loss on the caption and </s>, not on the prompt."""
-    from robovlms_mobile.data.prompt import format_prompt
-
+    prompt_ids = tokenizer(prompt)["input_ids"][:-1]  # without </s>
     ids, labels = [], []
-    for instruction, caption in zip(instructions, captions):
-        prompt = tokenizer(format_prompt(instruction, template))["input_ids"][:-1]  # without </s>
-        full = tokenizer(format_prompt(instruction, template) + caption)["input_ids"]
-        if full[: len(prompt)] != prompt:
+    for caption in captions:
+        full = tokenizer(prompt + caption)["input_ids"]
+        if full[: len(prompt_ids)] != prompt_ids:
             raise ValueError(f"caption {caption!r} changes the prompt's tokens")
         ids.append(full)
-        labels.append([-100] * len(prompt) + full[len(prompt):])
+        labels.append([-100] * len(prompt_ids) + full[len(prompt_ids):])
     n = max(map(len, ids))
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([s + [pad] * (n - len(s)) for s in ids])
@@ -188,7 +208,7 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
     t_data = time.perf_counter() - t0
     frames = resize_frames(data["frames"], recipe["image_size"])  # (N, S, S, 3) uint8
     tokenizer = Kosmos2Processor.from_pretrained(out_dir).tokenizer
-    input_ids, mask, labels = encode_captions(tokenizer, data["instructions"], data["captions"], recipe["prompt_template"])
+    input_ids, mask, labels = encode_captions(tokenizer, data["captions"], recipe["prompt"])
     backbone = Kosmos2ForConditionalGeneration.from_pretrained(out_dir).train()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -218,9 +238,12 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
     backbone.eval().save_pretrained(out_dir, safe_serialization=True)
     record = {
         "recipe": recipe, "code_version": code_version(), "cache_key": cache_key(recipe),
-        "data": {"frames": len(frames), "captions_distinct": len(set(data["captions"])),
-                 "worlds": f"seeds [{recipe['world_seed']}, 0..{recipe['worlds_per_scenario'] - 1}] x {recipe['scenarios']} scenarios",
-                 "examples": [f"{i} | {c}" for i, c in list(zip(data["instructions"], data["captions"]))[:: max(1, len(frames) // 6)]]},
+        "caption_vocabulary": caption_vocabulary(),
+        "data": {"frames": len(frames), "scenes": data["scenes"], "captions_distinct": len(set(data["captions"])),
+                 "worlds": f"{recipe['random_scenes']} random scenes x {recipe['poses_per_scene']} poses; task seeds "
+                           f"[{recipe['world_seed']}, 0..{recipe['worlds_per_scenario'] - 1}] x {recipe['scenarios']} scenarios "
+                           f"x {recipe['poses_per_world']} poses",
+                 "examples": data["captions"][:: max(1, len(frames) // 6)]},
         "caption_loss": {"first_10": float(np.mean(losses[:10])), "last_10": float(np.mean(losses[-10:]))},
         "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
     }

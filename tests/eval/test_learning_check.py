@@ -1,14 +1,21 @@
-"""Learning check: does training on the demo's simulated expert episodes produce a policy that drives?
+"""Learning check: does training on the benchmark's simulated expert episodes produce a policy that drives?
 
-Three recipes on the same data (the demo's 96 episodes at 72x128, seed 0) and the same budget (the
-demo's 928 optimiser steps, batch 4), each over LEARNING_CHECK_SEEDS training seeds (default 3,
-trained side by side by `experiment.run_seeds`):
-- `product`: the product's recipe, LoRA on the pretrained tiny Kosmos-2 (model/pretrain.py, from the
-  content-keyed cache) with the demo's settings (configs/tiny_cpu.json) -- the demo's own run;
+Three recipes on the same data (the demo's episodes at its camera size, seed 0: `recipes.demo`,
+which bench18 re-bases on the new benchmark worlds), the same augmentation (configs/tiny_cpu.json's
+`train_dataset`: mirroring 0.5 for all three; before issue 18 only the product mirrored) and the
+same budget (the demo's epochs, batch 4, steps printed), each over LEARNING_CHECK_SEEDS training
+seeds (default 3, trained side by side by `recipes.train_eval.run_seeds`):
+- `product`: the product's recipe, LoRA on the honestly pretrained tiny Kosmos-2 (model/pretrain.py:
+  captions of what frames show, no actions; from the content-keyed cache) with the demo's settings;
 - `full_ft`: the random tiny Kosmos-2 fully fine-tuned (lr 2e-4): what pretraining buys at equal budget;
 - `cnn_baseline`: the CNN baseline, a positive control for the data, head, loss and evaluator.
-Figures per recipe: closed-loop success on 24 held-out worlds (seeds [1000, k]; the data uses [0, k])
-trained / instruction blanked / untrained, mean ± std over the seeds.
+Figures per recipe: closed-loop success on held-out worlds (the evaluation's seeds; the data uses
+[0, k]), trained and every reference `run_seeds` reports, mean ± std over the seeds. The untrained
+policy is printed, never compared: it cannot move (its outputs stay below the stop threshold), so
+"trained beats untrained" holds by construction. The comparisons are with references that can
+succeed: the instruction blanked (and, once bench18's references land in `train_and_evaluate`,
+replay of the nearest training episode, always-forward and the image frozen: every reference in the
+row but `untrained` is compared), the CNN baseline and full fine-tuning at the same data and budget.
 Run: `pytest --run-slow -s tests/eval/test_learning_check.py`; the table is printed at the end.
 """
 
@@ -28,12 +35,13 @@ EVAL_EPISODES = 2  # per scenario: 24 closed-loop episodes per figure
 SEEDS = tuple(range(int(os.environ.get("LEARNING_CHECK_SEEDS", "3"))))
 
 PRODUCT = {}  # configs/tiny_cpu.json as it is: LoRA on the pretrained backbone
-FULL_FT = {"learning_rate": 2e-4, "train_dataset": {"mirror": 0.0},
+FULL_FT = {"learning_rate": 2e-4,
            "train_setup": {"lora_enable": False, "freeze_backbone": False, "train_vision": True, "train_text_embedding": True}}
-CNN = {"robovlm_name": "RoboResNet", "model": "resnet", "learning_rate": 1e-3, "train_dataset": {"mirror": 0.0},
+CNN = {"robovlm_name": "RoboResNet", "model": "resnet", "learning_rate": 1e-3,
        "cnn_backbone": {"arch": "resnet10", "hidden_size": 64, "input_size": 64, "fusion_layers": 1, "heads": 4},
        "train_setup": {"freeze_backbone": False, "train_vision": True, "train_text_embedding": True, "lora_enable": False}}
 RECIPES = {"product_pretrained_lora": PRODUCT, "full_ft": FULL_FT, "cnn_baseline": CNN}
+NEVER_COMPARED = ("trained", "untrained")  # the untrained policy cannot move: a comparison with it holds by construction
 
 
 @pytest.fixture(scope="module")
@@ -72,13 +80,16 @@ def test_policy_learns_to_drive(base_config, tiny_model_dir, pretrained_model_di
         for run in runs:
             print(f"{name} seed {run['seed']}: {run['global_step']} steps, "
                   + json.dumps({k: v["reasons"] for k, v in run["closed_loop"].items()}))
+    columns = list(table["product_pretrained_lora"])
     print(f"\nclosed-loop success on {EVAL_EPISODES * 12} held-out episodes, {runs[0]['global_step']} steps each, mean ± std over "
-          f"seeds {list(SEEDS)}\n| recipe | trained | instruction blanked | untrained |\n|---|---|---|---|")
+          f"seeds {list(SEEDS)}\n| recipe | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}"
-                                          for k in ("trained", "instruction_blanked", "untrained")) + " |")
+        print(f"| {name} | " + " | ".join(f"{row[k]['mean']:.2f} ± {row[k]['std']:.2f}" for k in columns) + " |")
     product, full_ft, cnn = (table[k] for k in RECIPES)
+    references = [k for k in columns if k not in NEVER_COMPARED]
+    assert "instruction_blanked" in references
     for row in (product, cnn):
-        assert row["trained"]["mean"] >= row["untrained"]["mean"] + 0.25
-        assert row["trained"]["mean"] > row["instruction_blanked"]["mean"]
+        for ref in references:  # every reference that can succeed
+            assert row["trained"]["mean"] > row[ref]["mean"], ref
+    assert product["trained"]["mean"] >= cnn["trained"]["mean"]  # the VLA recipe is not the weakest path (issue 18, item 7)
     assert product["trained"]["mean"] > full_ft["trained"]["mean"]  # what the pretrained backbone buys at equal budget

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from robovlms_mobile.data.dataset import MobileVLAH5Dataset
-from robovlms_mobile.eval.offline import offline_report, swap_side
+import torch
+
+from robovlms_mobile.eval.offline import OfflineMetrics, offline_report, swap_side
 from robovlms_mobile.runtime.loader import BaseModelError, load_for_inference
 
 from sim_fixtures import sim_checkpoint, sim_episodes  # noqa: F401  (fixtures)
@@ -23,6 +25,46 @@ def test_swap_side():
     assert swap_side("go around the box on the left and stop") == "go around the box on the right and stop"
     assert swap_side("right, then left") == "left, then right"
     assert swap_side("go to the bottle") == "go to the bottle"
+
+
+# three windows of one chunk pair (B=3, W=1, C=2, 2 axes), max speed 2 m/s; row 1 has no side to swap
+LABELS = torch.tensor([[[[1, 0], [1, 1]]], [[[0, -1], [0, 0]]], [[[0, 1], [0, 1]]]], dtype=torch.float32)
+PRED = torch.tensor([[[[0.5, 0], [1, 0.5]]], [[[0, -0.25], [0.5, 0]]], [[[0, 1], [0, 1]]]])
+PRED_SWAPPED = torch.tensor([[[[0.5, 0], [1, -1]]], [[[9, 9], [9, 9]]], [[[0, 0.5], [0, 0]]]])
+KEEP = torch.tensor([True, False, True])
+
+
+def test_offline_metrics_known_answers():
+    """Hand-computed: errors (m/s) x = [-1, 0 | 0, 1 | 0, 0], y = [0, -1 | 1.5, 0 | 0, 0] over 6 chunk steps."""
+    metrics = OfflineMetrics(chunk=2, max_speed=2.0)
+    metrics.add(PRED, LABELS, PRED_SWAPPED, KEEP)
+    r = metrics.report()
+    assert r["chunk_predictions"] == 3 and r["max_speed"] == 2.0
+    assert r["mae_linear_x"] == pytest.approx(2 / 6) and r["mae_linear_y"] == pytest.approx(2.5 / 6)
+    assert r["rmse_linear_x"] == pytest.approx((2 / 6) ** 0.5) and r["rmse_linear_y"] == pytest.approx((3.25 / 6) ** 0.5)
+    assert r["mae_per_chunk_step"]["linear_x"] == pytest.approx([1 / 3, 1 / 3])
+    assert r["mae_per_chunk_step"]["linear_y"] == pytest.approx([1.5 / 3, 1 / 3])
+    # a prediction counts as the key press it rounds to (0.5 -> 0, half to even): x agrees 5 of 6, y 4 of 6
+    assert r["sign_agreement_linear_x"] == pytest.approx(5 / 6) and r["sign_agreement_linear_y"] == pytest.approx(4 / 6)
+    # |swapped - output| on the two swappable rows (4 chunk steps): x 0, y (1.5 + 0.5 + 1) * 2 m/s / 4
+    assert r["instruction_sensitivity_linear_x"] == 0.0 and r["instruction_sensitivity_linear_y"] == pytest.approx(1.5)
+    # both swappable rows move sideways and are predicted with the right sign; row 0 turns round, row 2 does not
+    assert r["lateral_flip_rate"] == 0.5
+
+
+def test_offline_metrics_sum_over_batches_and_say_when_undefined():
+    whole, parts = OfflineMetrics(2, 2.0), OfflineMetrics(2, 2.0)
+    whole.add(PRED, LABELS, PRED_SWAPPED, KEEP)
+    parts.add(PRED[:1], LABELS[:1], PRED_SWAPPED[:1], KEEP[:1])
+    parts.add(PRED[1:], LABELS[1:], PRED_SWAPPED[1:], KEEP[1:])
+    assert parts.report() == whole.report()
+    exact = OfflineMetrics(2, 2.0)
+    exact.add(LABELS, LABELS)  # no instruction swapped: sensitivity and flip rate are undefined, not 0
+    r = exact.report()
+    assert r["mae_linear_x"] == r["rmse_linear_y"] == 0.0 and r["sign_agreement_linear_y"] == 1.0
+    assert r["instruction_sensitivity_linear_y"] is None and r["lateral_flip_rate"] is None
+    with pytest.raises(ValueError, match="no window"):
+        OfflineMetrics(2, 2.0).report()
 
 
 def test_offline_report(sim_checkpoint, sim_episodes):

@@ -76,3 +76,44 @@ def test_sim_eval_section_nobody_claims_is_one_line_error(base_config, tiny_mode
     cfg["sim_eval"] = SIM_EVAL
     with pytest.raises(ConfigError, match="'sim_eval' is set but nothing here runs it"):
         train(cfg, output_dir=tmp_path / "out", max_epochs=1, progress=False)
+
+
+def test_a_worse_later_evaluation_keeps_best_ckpt_and_a_better_one_replaces_it(base_config, tiny_model_dir, sim_episodes,
+                                                                              tmp_path, monkeypatch):
+    """Real training and real checkpoint saving; only the closed-loop figures are scripted (the callback's evaluation seam)."""
+    import torch
+
+    from robovlms_mobile.checkpoint.format import load_checkpoint
+    from robovlms_mobile.eval.sim_eval_callback import SimEvalCallback
+
+    scripted = iter([0.5, 0.25, 0.75])  # epoch 1 best so far, epoch 2 worse, epoch 3 better
+
+    def evaluate(self, pl_module, step, epoch, loggers=None, **_):
+        rate = next(scripted)
+        return {"epoch": epoch, "step": step, "episodes": 4, "success_rate": rate, "collision_rate": 1 - rate,
+                "wrong_side_rate": 0.0, "reasons": {}, "gifs": []}
+
+    monkeypatch.setattr(SimEvalCallback, "evaluate", evaluate)
+    cfg = make_tiny_config(base_config, tiny_model_dir, sim_episodes, tmp_path)
+    cfg["sim_eval"] = SIM_EVAL
+    cfg["trainer"]["limit_train_batches"] = 1
+    out = tmp_path / "run"
+    snapshots = []
+
+    def after_epoch(trainer, pl_module):  # best.ckpt as it stands after each epoch's evaluation
+        ckpt = load_checkpoint(out / "best.ckpt")
+        head = {k: v.clone() for k, v in ckpt["state_dict"].items() if "act_head" in k}
+        snapshots.append((ckpt["epoch"], ckpt["global_step"], head, {k: v.detach().clone() for k, v in pl_module.state_dict().items() if k in head}))
+
+    original = SimEvalCallback.on_train_epoch_end
+    monkeypatch.setattr(SimEvalCallback, "on_train_epoch_end", lambda self, t, m: (original(self, t, m), after_epoch(t, m)))
+    train(cfg, output_dir=out, max_epochs=3, progress=False, section_callbacks=SECTION_CALLBACKS)
+
+    history = json.loads((out / "sim_eval.json").read_text())
+    assert [(h["epoch"], h["success_rate"], h.get("best", False)) for h in history] == [(1, 0.5, True), (2, 0.25, False), (3, 0.75, True)]
+    (e1, s1, head1, live1), (e2, s2, head2, live2), (e3, s3, head3, live3) = snapshots
+    assert (s1, s2, s3) == (1, 1, 3) and e2 == e1  # after the worse epoch 2, best.ckpt is still epoch 1's
+    assert head1 and all(torch.equal(head1[k], live1[k]) for k in head1)  # saved then: the weights of that moment
+    assert all(torch.equal(head2[k], head1[k]) for k in head1) and not all(torch.equal(head2[k], live2[k]) for k in head1)
+    assert all(torch.equal(head3[k], live3[k]) for k in head3) and e3 > e1  # the better epoch 3 replaced it
+    assert load_checkpoint(out / "best.ckpt")["global_step"] == 3
