@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO_ROOT / "benchmarks"
 # benchmark -> the keys of its last line, in order
 LAST_LINE = {
+    "async_exec.py": ["idle_ratio_sync", "idle_ratio_async", "success_async_d5_over_d0", "jerk_async_over_sync"],
     "checkpoint_size.py": ["ckpt_ratio_tiny", "ckpt_ratio_real"],
     "inference_tick.py": ["tick_ratio_reuse5"],
     "loader.py": ["uncached_over_naive", "cached_over_naive", "cached_normalised_on_cpu_over_naive", "jpeg_over_raw"],
@@ -54,7 +55,7 @@ def test_every_benchmark_has_a_smoke_run():
 
 
 # benchmark -> its tiny-size flags (checkpoint_size.py is tiny as it is: one tiny model, the real one on the meta device)
-SMOKE = {"startup.py": ["--smoke"], "loader.py": ["--smoke"], "train_step.py": ["--smoke"], "checkpoint_size.py": [],
+SMOKE = {"async_exec.py": ["--tiny", "--delays", "0,5"], "startup.py": ["--smoke"], "loader.py": ["--smoke"], "train_step.py": ["--smoke"], "checkpoint_size.py": [],
          "inference_tick.py": ["--smoke"], "serve.py": ["--smoke"],
          "realsize.py": ["--tiny", "--inference-only", "all", "--queries", "1", "--window-queries", "1"]}
 
@@ -84,12 +85,12 @@ def test_async_exec_benchmark_smoke_on_the_tiny_model(tmp_path):
     """benchmarks/async_exec.py --tiny: every (execution, merge, delay) row and the summary line's keys."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "PYTHONWARNINGS": "ignore", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "async_exec.py"), "--tiny", "--delays", "0,5"],
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "async_exec.py"), *SMOKE["async_exec.py"]],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = [line for line in proc.stdout.splitlines() if " delay " in line and "success_rate=" in line]
     assert len(rows) == 2 * 5  # per checkpoint and mean: sync at delays 0 and 5, three merges async at delay 5
     last = dict(kv.split("=") for kv in proc.stdout.strip().splitlines()[-1].split())
-    assert list(last) == ["idle_ratio_sync", "idle_ratio_async", "success_async_d5_over_d0", "jerk_async_over_sync"]
+    assert list(last) == LAST_LINE["async_exec.py"]
     assert float(last["idle_ratio_sync"]) > 0  # sync waits 5 steps for every answer
     assert float(last["idle_ratio_async"]) <= float(last["idle_ratio_sync"])

@@ -51,8 +51,19 @@ def test_late_answers_aligned_by_their_delay_keep_the_expert_path(execution, del
         assert fields["idle_steps"] == delay * moving
 
 
+def _long_route_world():
+    """A test world whose expert moves for more than one chunk (the worlds vary; the first such one)."""
+    for k in range(50):
+        for name in ("1box_left_far", "1box_right_far", "2box_hori_left_far"):
+            world = build_world(parse_scenario(name), [1000, k])
+            moving = np.abs(expert_episode(world, SIZE).actions[:, :2]).sum(1) > 0
+            if moving.sum() > N:
+                return world
+    raise AssertionError("no test world whose expert moves for more than one chunk")
+
+
 def test_async_with_a_delay_over_half_the_chunk_has_gaps():
-    world = build_world(parse_scenario("2box_hori_left_far"), [1000, 0])
+    world = _long_route_world()
     fields, _ = run_episode(expert_driver(ExecutionSpec("async"), 7, world), world, frame_size=SIZE)
     assert fields["steps"] - fields["idle_steps"] > N  # long enough for the second chunk to end
     assert fields["gap_steps"] > 0  # one model, one query at a time: the chunk ends before the next answer

@@ -89,6 +89,6 @@ def test_sweep_with_seeds_trains_them_side_by_side(base_config, tiny_model_dir, 
     for seed in (0, 1):
         report = json.loads((out / "lora_r-4" / f"seed-{seed}" / "seed_report.json").read_text())
         assert report["seed"] == seed and report["global_step"] == 2
-        assert set(report["closed_loop"]) == {"trained", "instruction_blanked", "untrained"}
+        assert set(report["closed_loop"]) == {"trained", "instruction_blanked", "image_frozen", "untrained"}
         assert (out / "lora_r-4" / f"seed-{seed}" / "last.ckpt").is_file()
         assert "max_steps=2" in (out / "lora_r-4" / f"seed-{seed}" / "train.log").read_text()  # the worker's own log

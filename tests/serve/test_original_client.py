@@ -147,7 +147,7 @@ def test_ros_bridge_source_speaks_the_original_api(original_server, frames):
 
     args = build_parser().parse_args(["ros-bridge", "--server", original_server.url, "--api", "original", "--api-key", KEY,
                                       "--instruction", LEFT])
-    source = _source(args)
+    source, _ = _source(args)
     try:
         assert source.client.api == "original"
         velocity = source.act(encode_jpeg_bgr(camera_frames(frames[:1])[0]), LEFT)
