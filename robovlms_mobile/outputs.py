@@ -157,7 +157,8 @@ def check_output_root(value: str | Path, key: str = "output_root") -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (a lock or temp file of a dead one may be taken over)."""
     if pid <= 0:
         return False
     try:
@@ -185,7 +186,7 @@ class FolderLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pid = self._holder()
-                if pid is not None and pid != os.getpid() and _alive(pid):
+                if pid is not None and pid != os.getpid() and process_alive(pid):
                     raise OutputError(f"{self.what} {self.folder} is in use by process {pid} (lock {self.path}); wait for "
                                       "it to finish or choose another folder") from None
                 print(f"robovlms-mobile: notice: {self.what} {self.folder}: taking over the lock of process "

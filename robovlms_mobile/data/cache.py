@@ -35,6 +35,7 @@ from tqdm import tqdm
 from robovlms_mobile.data.episode import Episode
 from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.transforms import resize_frames
+from robovlms_mobile.outputs import process_alive
 
 VERSION = 1  # bump when resize_frames changes what it produces
 MANIFEST = "manifest.json"
@@ -223,17 +224,7 @@ def remove_stale_temp_files(cache_dir: Path) -> int:
         if match is None or tmp.is_symlink() or not tmp.is_file():
             continue
         pid = int(match["pid"])
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not process_alive(pid):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
