@@ -180,12 +180,17 @@ def test_invalid_config_is_refused(field, value):
         SafetyConfig(**{field: value})
 
 
-def test_policy_zero_skips_the_ramp_and_the_rate_limit():
-    safety, clock = layer(max_accel=0.5, max_rate_hz=10.0)
-    for _ in range(25):
-        safety.submit([0.8, 0.0])
+def ramp_up(safety, clock, speed: float = 0.8, ticks: int = 25) -> None:
+    """Drive at `speed` for `ticks` 0.1 s ticks: the acceleration limit has reached it by then."""
+    for _ in range(ticks):
+        safety.submit([speed, 0.0])
         safety.command()
         clock.advance(0.1)
+
+
+def test_policy_zero_skips_the_ramp_and_the_rate_limit():
+    safety, clock = layer(max_accel=0.5, max_rate_hz=10.0)
+    ramp_up(safety, clock)
     assert safety.command().linear_x == pytest.approx(0.8)
     clock.advance(0.02)
     safety.submit([0.0, 0.0])
@@ -205,10 +210,7 @@ def test_estop_epoch_refuses_answers_computed_across_it():
 
 def test_below_stop_speed_is_a_stop_at_once():
     safety, clock = layer(max_accel=0.5, stop_speed=0.1)
-    for _ in range(25):
-        safety.submit([0.8, 0.0])
-        safety.command()
-        clock.advance(0.1)
+    ramp_up(safety, clock)
     clock.advance(0.02)
     safety.submit([0.09, -0.05])  # both axes below 0.1 m/s: the policy means stop
     assert safety.command()[:3] == (0.0, 0.0, OK)
