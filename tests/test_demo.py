@@ -13,6 +13,8 @@ def test_goals():
     bad = {"trained": 0.70, "instruction_blanked": 0.40, "image_frozen": 0.3, "replay": 0.25}
     assert goals_met(bad, 0.11) == {"success": False, "blank": False, "replay": False, "image_frozen": False,
                                     "seen_in_training": False}
+    never = {"trained": 0.0, "instruction_blanked": 0.0, "image_frozen": 0.0, "replay": 0.0}
+    assert not goals_met(never, 0.0)["blank"]  # 0 <= half of 0 says nothing about the instruction
 
 
 def test_rows_table_keeps_per_seed_values_and_fixed_rows():
