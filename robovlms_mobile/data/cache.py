@@ -36,6 +36,7 @@ from robovlms_mobile.data.episode import Episode
 from robovlms_mobile.data.frames import read_frames_stored
 from robovlms_mobile.data.transforms import resize_frames
 from robovlms_mobile.outputs import process_alive
+from robovlms_mobile.errors import clip
 
 VERSION = 1  # bump when resize_frames changes what it produces
 MANIFEST = "manifest.json"
@@ -162,7 +163,7 @@ def read_manifest(cache_dir: Path) -> dict[str, dict]:
         bad = [k for k, v in doc.items() if not isinstance(v, dict) or not isinstance(v.get("entry"), str)
                or ENTRY_RE.fullmatch(v["entry"]) is None]
         if bad:
-            raise ValueError(f"entry {bad[0][:80]!r} is not {{..., \"entry\": <a cache file name>}}")
+            raise ValueError(f"entry {clip(bad[0])} is not {{..., \"entry\": <a cache file name>}}")
         return doc
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         log.warning("frame cache %s: %s %s; rebuilding it (nothing outside the cache's own files is deleted)",

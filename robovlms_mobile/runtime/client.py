@@ -20,6 +20,7 @@ from typing import Any, Callable
 import httpx
 import numpy as np
 
+from robovlms_mobile.errors import clip
 from robovlms_mobile.runtime.protocol import Frame
 
 JPEG_QUALITY = 90
@@ -90,7 +91,7 @@ class PolicyClient:
             body = response.json() if response.content else {}
         except ValueError:
             raise PolicyServerError(response.status_code, "malformed_reply",
-                                    f"{self.base_url}{route} answered non-JSON: {response.text[:200]!r}") from None
+                                    f"{self.base_url}{route} answered non-JSON: {clip(response.text, 200)}") from None
         if not isinstance(body, dict):
             raise PolicyServerError(response.status_code, "malformed_reply", f"{self.base_url}{route} answered {type(body).__name__}, expected an object")
         return body
@@ -134,7 +135,7 @@ def finite_reply(value: Any, key: str, where: str, what: str, fits: Callable[[np
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise PolicyServerError(200, "malformed_reply", f"{where}: expected '{key}' as {what}, got {str(value)[:200]}")
+        raise PolicyServerError(200, "malformed_reply", f"{where}: expected '{key}' as {what}, got {clip(value, 200)}")
     return array
 
 

@@ -265,7 +265,7 @@ def train(
            else check_output_root(configs.get("output_root", "runs")) / configs.get("exp_name", "default"))
     check_hardware_and_model(configs, source)
     register()
-    if int(os.environ.get("RANK", 0)) == 0:
+    if _rank() == 0:
         for line in notes:
             print(f"robovlms-mobile train: notice: {source}: {line}", file=sys.stderr)
     if max_steps is not None:
@@ -301,7 +301,7 @@ def _train_locked(configs: dict[str, Any], out: Path, *, resume: str | None, fre
         check_previous_run(out, ckpt_path, fresh=fresh)
     check_resume(ckpt_path, configs)
     configs["output_dir"] = str(out)
-    seed_everything(configs.get("seed", 123) + int(os.environ.get("RANK", 0)), workers=True)
+    seed_everything(configs.get("seed", 123) + _rank(), workers=True)
     trainer = build_trainer(configs, out, progress=progress, extra_callbacks=callbacks)
     configs["gpus"] = trainer.num_devices
     configs["train_setup"]["precision"] = configs["trainer"].get("precision", 32)

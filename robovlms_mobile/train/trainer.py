@@ -31,6 +31,7 @@ from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 from robovlms_mobile.model.lora import apply_lora
 from robovlms_mobile.model.model_folder import upstream_builders_guarded
 from robovlms_mobile.task import ACTION_AXES
+from robovlms_mobile.errors import clip
 
 
 def set_gradient_checkpointing(backbone: torch.nn.Module, enabled: bool) -> None:
@@ -198,7 +199,7 @@ def check_same_shape(checkpoint: dict[str, Any], configs: dict[str, Any], what: 
                               f"reads format {FORMAT_VERSION}")
     stored = info.get("config") if isinstance(info.get("config"), dict) else {}
     if stored.get("trainer_type") != TRAINER_TYPE:
-        raise CheckpointError(f"{what}: stored trainer_type {str(stored.get('trainer_type'))[:80]!r}; "
+        raise CheckpointError(f"{what}: stored trainer_type {clip(stored.get('trainer_type'))}; "
                               f"expected {TRAINER_TYPE!r}")
     shape = info.get("shape") if isinstance(info.get("shape"), dict) else {}
     for key, config_key in (("window", "window_size"), ("chunk", "fwd_pred_next_n")):
