@@ -73,11 +73,6 @@ def expert_run(world: World, max_steps: int = 80) -> tuple[float, str]:
     return state.path_length, key_sequence(np.array(actions))
 
 
-def expert_path_length(world: World, max_steps: int = 80) -> float:
-    """Length of the scripted expert's path in `world`."""
-    return expert_run(world, max_steps)[0]
-
-
 def run_episode(policy: Policy, world: World, *, frame_size: tuple[int, int] = FRAME_SIZE, max_steps: int = MAX_STEPS,
                 record: bool = False) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Drive one episode; returns the outcome fields and (when `record`) camera+map frames for a GIF."""

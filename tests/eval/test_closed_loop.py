@@ -13,7 +13,7 @@ from PIL import Image
 
 from robovlms_mobile.data.prompt import encode_prompts
 from robovlms_mobile.data.transforms import preprocess_frames
-from robovlms_mobile.eval.closed_loop import evaluate_closed_loop, expert_path_length, run_episode
+from robovlms_mobile.eval.closed_loop import evaluate_closed_loop, expert_run, run_episode
 from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
 from robovlms_mobile.runtime.protocol import Policy
 from robovlms_mobile.runtime.client import RemotePolicy
@@ -50,7 +50,7 @@ def test_replaying_the_expert_succeeds_with_expert_path_length(tmp_path):
     assert isinstance(policy, Policy)
     fields, frames = run_episode(policy, world, frame_size=SIZE, record=True)
     assert fields["success"] and fields["reason"] == "success"
-    assert fields["path_length"] == pytest.approx(expert_path_length(world)) and fields["moved"]
+    assert fields["path_length"] == pytest.approx(expert_run(world)[0]) and fields["moved"]
     assert policy.seen[0] == ((36, 64, 3), world.instruction)
     assert len(frames) == fields["steps"] + 1 and frames[0].shape == (36, 64 + 36, 3)
 

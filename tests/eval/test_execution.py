@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robovlms_mobile.eval.closed_loop import expert_path_length, run_episode
+from robovlms_mobile.eval.closed_loop import expert_run, run_episode
 from robovlms_mobile.eval.execution import ExecutedPolicy, jerk
 from robovlms_mobile.runtime.chunking import StrategySpec
 from robovlms_mobile.runtime.executor import ExecutionSpec
@@ -43,7 +43,7 @@ def test_late_answers_aligned_by_their_delay_keep_the_expert_path(execution, del
     world = build_world(parse_scenario("1box_left_medium"), [1000, 0])
     spec = ExecutionSpec(execution, strategy=StrategySpec("receding"))
     fields, _ = run_episode(expert_driver(spec, delay, world), world, frame_size=SIZE)
-    assert fields["success"] and fields["path_length"] == pytest.approx(expert_path_length(world))
+    assert fields["success"] and fields["path_length"] == pytest.approx(expert_run(world)[0])
     moving = fields["steps"] - fields["idle_steps"]
     if execution == "async":  # only the wait for the first answer; never dry afterwards (2 * delay <= chunk)
         assert fields["idle_steps"] == delay and fields["gap_steps"] == 0
