@@ -39,6 +39,18 @@ def test_lora_only_on_text_attention_and_vision_frozen(tiny_config, capsys):
     assert "trainable parameters:" in capsys.readouterr().out
 
 
+def test_lora_all_linear_adapts_the_vision_tower_too_but_not_lm_head(tiny_config):
+    tiny_config["train_setup"].update(lora_targets="all_linear", train_text_embedding=False)
+    named = dict(MobileVLATrainer(tiny_config).named_parameters())
+    lora = [n for n in named if ".lora_" in n]
+    assert all(named[n].requires_grad for n in lora)
+    for part in (".vision_model.", "image_to_text_projection", ".self_attn.q_proj", ".fc1."):
+        assert any(part in n for n in lora), part
+    assert not any("lm_head" in n for n in lora)
+    frozen = [p for n, p in named.items() if (".vision_model." in n or "text_model" in n) and ".lora_" not in n]
+    assert frozen and not any(p.requires_grad for p in frozen)
+
+
 def test_lora_keeps_the_word_embedding_trainable_when_asked(tiny_config):
     tiny_config["train_setup"]["train_text_embedding"] = True  # upstream re-enables it after get_peft_model
     named = dict(MobileVLATrainer(tiny_config).named_parameters())

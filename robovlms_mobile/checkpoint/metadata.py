@@ -123,6 +123,7 @@ def _train_setup(stored: _Stored) -> dict[str, Any]:
         out["lora_alpha"] = stored.number("lora_alpha", 0.0, 1e4, open_lo=True)
         out["lora_dropout"] = stored.number("lora_dropout", 0.0, 0.99, 0.0)
         out["lora_bias"] = stored.choice("lora_bias", ("none", "all", "lora_only"), "none")
+        out["lora_targets"] = stored.choice("lora_targets", ("text_attention", "all_linear"), "text_attention")
     if "train_decoder_layers" in stored.data:
         out["train_decoder_layers"] = stored.integer("train_decoder_layers", -1, 1024)
     return out

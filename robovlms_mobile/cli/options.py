@@ -64,6 +64,14 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    """A number in [0, 1]."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}")
+    return value
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """`144x256` -> (144, 256), each side at least 8 pixels."""
     try:

@@ -1,12 +1,13 @@
-"""`robovlms-mobile sim show SCENARIO`: drive a scenario with the scripted expert, write its frames as PNG."""
+"""`robovlms-mobile sim show SCENARIO` (an expert run as PNG frames) and `sim record DIR` (expert runs as V4 episodes)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from robovlms_mobile.cli.options import command_group, frame_size
+from robovlms_mobile.cli.options import add_progress_option, command_group, frame_size, positive_int, probability
 from robovlms_mobile.data.format import DISTANCES
+from robovlms_mobile.recipes.demo import DEMO_FRAME_SIZE
 from robovlms_mobile.task import FRAME_SIZE
 
 
@@ -39,9 +40,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from robovlms_mobile.sim.expert import write_expert_episodes
+
+    paths = write_expert_episodes(args.dir, args.n, seed=args.seed, frame_size=args.frame_size, noise=args.noise,
+                                  progress=not args.no_progress)
+    print(json.dumps({"episodes": len(paths), "out": str(args.dir), "seed": args.seed, "noise": args.noise,
+                      "frame_size": list(args.frame_size)}))
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `sim show`."""
-    sub = command_group(subparsers, "sim", help="the closed-loop simulator (show a scenario)",
+    """Register `sim show` and `sim record`."""
+    sub = command_group(subparsers, "sim", help="the closed-loop simulator (show a scenario, record expert episodes)",
                         description="Deterministic simulator of the navigation task.")
     s = sub.add_parser("show", help="drive SCENARIO with the scripted expert and write its frames as PNG",
                        description="Write the first-person frames (frame_NNN.png) and a top-down map (map_000.png) of "
@@ -52,3 +63,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW (default: %(default)s)")
     s.add_argument("--gif", action="store_true", help="also write expert.gif (camera + map)")
     s.set_defaults(func=_cmd_show)
+    r = sub.add_parser("record", help="write scripted-expert episodes of the training worlds as V4 files",
+                       description="Drive the scripted expert through the standard scenarios in the data split's worlds "
+                                   "[SEED, k] (sim/splits.py) and write each run as a V4 episode, as the robot's "
+                                   "collector does. --noise P injects DART-style noise: with probability P per step "
+                                   "the robot executes a random sideways key while the file records the expert's own "
+                                   "key (its correction from where it is).")
+    r.add_argument("dir", help="output folder (existing episodes are never overwritten)")
+    r.add_argument("-n", type=positive_int, default=96, help="episodes, cycling through the 12 scenarios (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="data world seed, 0-999 (default: %(default)s)")
+    r.add_argument("--frame-size", type=frame_size, default=DEMO_FRAME_SIZE, help="HxW (default: %(default)s, the demo's)")
+    r.add_argument("--noise", type=probability, default=0.0, help="DART noise probability per step (default: %(default)s)")
+    add_progress_option(r)
+    r.set_defaults(func=_cmd_record)

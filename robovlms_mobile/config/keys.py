@@ -162,11 +162,14 @@ TRAIN_SETUP: dict[str, Key] = {
     "freeze_resampler": used("upstream's resampler freeze flag (no resampler here)", boolean),
     "train_text_embedding": used("train the word embeddings", boolean),
     "gradient_checkpointing": no_effect("not read on the Kosmos-2 path at the pinned commit", boolean),
-    "lora_enable": used("LoRA on the Kosmos-2 text attention projections", boolean),
+    "lora_enable": used("LoRA adapters on the Kosmos-2 backbone (which layers: lora_targets)", boolean),
     "lora_r": used("LoRA rank", POS_INT),
     "lora_alpha": used("LoRA scaling alpha", number(0, lo_open=True)),
     "lora_dropout": used("LoRA dropout", number(0, 1, hi_open=True)),
     "lora_bias": used("LoRA bias: 'none', 'all' or 'lora_only'", one_of("none", "all", "lora_only")),
+    "lora_targets": used("which layers LoRA adapts: 'text_attention' (the text transformer's q/k/v/out projections) or "
+                         "'all_linear' (every linear layer but lm_head, vision tower included: what upstream's llava "
+                         "helper selects on Kosmos-2)", one_of("text_attention", "all_linear")),
     "bits": no_effect("LLaVA quantisation option, not read by upstream", integer(), equals(-1, 16, 32)),
     "freeze_mm_mlp_adapter": no_effect("LLaVA option, not read by upstream", boolean),
     "tune_mm_mlp_adapter": no_effect("LLaVA option, not read by upstream", boolean),

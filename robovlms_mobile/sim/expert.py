@@ -8,6 +8,7 @@ episode ends with stop frames in front of the bottle.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,17 +77,37 @@ class ExpertEpisode(NamedTuple):
     outcome: Outcome
 
 
+def perturb(action: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The key actually pressed instead of the expert's (noise injection): its sideways key replaced by a random one."""
+    noisy = np.array(action, np.float64)
+    noisy[1] = rng.choice((-SPEED, 0.0, SPEED))
+    return noisy
+
+
 def expert_episode(world: World, frame_size: tuple[int, int] = FRAME_SIZE, *, min_length: int = MIN_LENGTH,
-                   tail: int = STOP_TAIL, max_steps: int = 80) -> ExpertEpisode:
-    """Run the expert in `world` and record it; raises if the expert does not succeed."""
+                   tail: int = STOP_TAIL, max_steps: int = 80, noise: float = 0.0,
+                   rng: np.random.Generator | None = None) -> ExpertEpisode:
+    """Run the expert in `world` and record it; raises if the expert does not succeed.
+
+    With `noise` > 0 (DART-style noise injection), each driving step executes `perturb(action)` with that
+    probability while the file records the expert's own action: states off the expert's route, labelled
+    with the expert's correction (the planner re-plans from wherever the robot is), which behaviour
+    cloning needs against compounding errors. Noise never drives into an object.
+    """
     expert, state = ScriptedExpert(world), RobotState(*world.start)
+    rng = rng if rng is not None else np.random.default_rng(0)
     frames, actions, stops = [], [], 0
     for _ in range(max_steps):
         frames.append(render_frame(world, state.x, state.y, frame_size))
         action = expert.act(state)
         actions.append(action)
         stops = stops + 1 if (state.moved and is_stop(action)) else 0
-        step(world, state, action)
+        executed = action
+        if noise > 0 and state.moved and not is_stop(action) and rng.random() < noise:
+            executed = perturb(action, rng)
+            if step(world, copy.deepcopy(state), executed).collided:
+                executed = action
+        step(world, state, executed)
         if stops >= tail and len(frames) >= min_length:
             break
     outcome = judge(world, state, stopped=stops > 0, steps=len(frames))
@@ -98,11 +119,13 @@ def expert_episode(world: World, frame_size: tuple[int, int] = FRAME_SIZE, *, mi
 
 
 def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0, frame_size: tuple[int, int] = FRAME_SIZE,
-                          scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, tail: int = STOP_TAIL,
+                          scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS, tail: int = STOP_TAIL, noise: float = 0.0,
                           progress: bool = False) -> list[Path]:
     """Write `n_episodes` V4 files cycling through `scenarios`; world seed `[seed, i // len(scenarios)]`.
 
-    Left and right variants of a scenario within one cycle share their world seed (mirror pairs).
+    Left and right variants of a scenario within one cycle share their world seed (mirror pairs). With
+    `noise`, see `expert_episode`; a noisy run the expert cannot rescue is recorded again with other
+    noise draws, then without noise.
     """
     from robovlms_mobile.sim.splits import check_data_seed
 
@@ -115,7 +138,7 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
         sc = scenarios[i % len(scenarios)]
         world_seed = [seed, i // len(scenarios)]
         world = build_world(sc, world_seed)
-        ep = expert_episode(world, frame_size, tail=tail)
+        ep = _noisy_or_clean(world, frame_size, tail, noise, np.random.default_rng([seed, i]))
         stamp = start + timedelta(seconds=47 * i)
         path = claim(out_dir / f"episode_{stamp:%Y%m%d_%H%M%S}_{sc.tag}.h5", flag="episode")
         attrs = {"obstacle_layout_type": f"{sc.n_boxes}box_{sc.layout}", "collection_datetime": stamp.isoformat(),
@@ -125,3 +148,13 @@ def write_expert_episodes(out_dir: str | Path, n_episodes: int, *, seed: int = 0
         written(path)
         paths.append(path)
     return paths
+
+
+def _noisy_or_clean(world: World, frame_size: tuple[int, int], tail: int, noise: float, rng: np.random.Generator,
+                    tries: int = 5) -> ExpertEpisode:
+    for _ in range(tries if noise > 0 else 0):
+        try:
+            return expert_episode(world, frame_size, tail=tail, noise=noise, rng=rng)
+        except RuntimeError:
+            continue
+    return expert_episode(world, frame_size, tail=tail)

@@ -71,9 +71,13 @@ class MobileVLATrainer(BaseTrainer):
             adapted = apply_lora(model.backbone, wanted["train_setup"])
             # as upstream after get_peft_model: the word embedding trains on top of LoRA when asked
             model.word_embedding.requires_grad_(bool(wanted["train_setup"].get("train_text_embedding", False)))
-            # upstream's get_peft_model would leave only adapters trainable: `train_vision: true` is honoured here
-            model.vision_tower.requires_grad_(bool(wanted["train_setup"].get("train_vision", False)))
-            self._main_rank_print(f"LoRA on {len(adapted)} Kosmos-2 text attention projections")
+            # upstream's get_peft_model would leave only adapters trainable: `train_vision: true` is honoured
+            # here; without it the vision tower's own weights stay frozen (its adapters, if any, train)
+            train_vision = bool(wanted["train_setup"].get("train_vision", False))
+            for name, param in model.vision_tower.named_parameters():
+                param.requires_grad_(train_vision or ".lora_" in name)
+            targets = wanted["train_setup"].get("lora_targets", "text_attention")
+            self._main_rank_print(f"LoRA ({targets}) on {len(adapted)} Kosmos-2 linear layers")
         set_gradient_checkpointing(model.backbone, bool(wanted["train_setup"].get("gradient_checkpointing", False)))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
