@@ -10,7 +10,6 @@ Last line: `step_ratio=...` (2-DOF / 7-DOF median step time; goal <= 1.05)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import statistics
 import sys
@@ -20,6 +19,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from _args import benchmark_parser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -89,9 +90,7 @@ def make_step(module, batch):
 
 def main() -> None:
     global ROUNDS, WARMUP
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    parser = benchmark_parser(__doc__)
     if parser.parse_args().smoke:
         ROUNDS, WARMUP = 2, 1
     if not torch.cuda.is_available():

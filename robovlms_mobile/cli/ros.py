@@ -7,15 +7,15 @@ import dataclasses
 
 from robovlms_mobile.cli.errors import UsageError
 from robovlms_mobile.cli.options import (API_KEY_ENV, add_client_options, add_execution_options, add_model_options,
-                                         add_strategy_options, execution_spec, resolve_device)
+                                         add_strategy_options, command, execution_spec, resolve_device)
 from robovlms_mobile.task import MAX_SPEED
 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `ros-bridge`."""
-    p = subparsers.add_parser(
-        "ros-bridge", help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs the `ros` extra)",
+    p = command(
+        subparsers, "ros-bridge", run_bridge, help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs the `ros` extra)",
         description="Subscribe to a camera, get actions from a policy server (--server) or a checkpoint loaded in "
                     "this process (--checkpoint), and publish geometry_msgs/Twist behind the safety layer: speed "
                     "clamp, watchdog (zero when no fresh action within --deadline), latched e-stop topic, "
@@ -60,7 +60,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-network-discovery", action="store_true",
                    help="accept a ROS_AUTOMATIC_DISCOVERY_RANGE other than LOCALHOST, or ROS_STATIC_PEERS "
                         "(default: refuse them; DDS stays on this machine)")
-    p.set_defaults(func=run_bridge)
 
 
 def run_bridge(args: argparse.Namespace) -> int:
