@@ -264,6 +264,11 @@ class SafetyLayer:
         """Whether the e-stop is engaged."""
         return self._estop
 
+    @property
+    def barrier(self) -> float:
+        """Actions from frames captured before this time are refused: the latest e-stop engage or release."""
+        return self._barrier
+
     # ---- output ------------------------------------------------------------------------
     def state(self, now: float | None = None) -> str:
         """ok / idle / stale / estop at time `now`."""
