@@ -55,15 +55,13 @@ def episode_frames(n: int = 18):
 
 def main() -> None:
     global ROUNDS, BLOCK, WARMUP
-    import argparse
     import logging
 
     import torch
+    from _args import benchmark_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default: %(default)s)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
     parser.add_argument("--checkpoint", help="a plugin checkpoint (default: train a tiny one for 2 steps)")
     parser.add_argument("--base-model-dir", help="its backbone folder (with --checkpoint)")
     args = parser.parse_args()

@@ -27,7 +27,6 @@ Last line: `uncached_over_naive=... cached_over_naive=... cached_normalised_on_c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -49,6 +48,8 @@ from robovlms_mobile.data.frames import read_frames_rgb
 from robovlms_mobile.data.synthetic import generate_episodes
 from robovlms_mobile.data.writers import write_episode_v5
 from robovlms_mobile.data.transforms import _BIAS, _SCALE, normalise_batch, normalise_frames
+
+from _args import benchmark_parser
 
 WINDOW, CHUNK, SIZE, BATCH, WORKERS = 8, 10, 224, 8, 2
 REPEATS = 15  # normalise_batch timings per variant and thread count
@@ -160,15 +161,13 @@ def normalise_timings_with_thp() -> dict[str, float] | None:
 
 def main() -> None:
     global REPEATS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--naive-windows", type=int, default=48)
     parser.add_argument("--uncached-windows", type=int, default=160)
     parser.add_argument("--cached-windows", type=int, default=3200)
     parser.add_argument("--v5-windows", type=int, default=160)
     parser.add_argument("--normalise-only", action="store_true", help="print normalise_batch's timings as JSON and stop")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
     args = parser.parse_args()
     if args.smoke:
         REPEATS = 1

@@ -14,7 +14,6 @@ Last line: `overhead_p50_ms=... overhead_p99_ms=... overhead_p50_ms_8clients=...
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import subprocess
@@ -27,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from _args import benchmark_parser
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -88,9 +89,7 @@ def summary(rows: list[tuple[float, float, float]]) -> dict[str, float]:
 
 def main() -> None:
     global SEQUENTIAL, PER_CLIENT, WARMUP
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--checkpoint", help="a plugin checkpoint to serve (default: train a tiny one for 2 steps)")
     parser.add_argument("--base-model-dir", help="its backbone folder (with --checkpoint)")
     args = parser.parse_args()

@@ -8,13 +8,14 @@ alternating runs. Last line: `startup_ratio=... hook_us=... activation_ratio=...
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
 import subprocess
 import sys
 import time
+
+from _args import benchmark_parser
 
 RUNS, ACTIVATION_RUNS = 15, 5
 
@@ -37,9 +38,7 @@ def hook_import_us() -> float:
 
 def main() -> None:
     global RUNS, ACTIVATION_RUNS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="a few iterations at tiny sizes: the benchmark runs end to end (tests/test_benchmarks.py); its figures mean nothing")
+    parser = benchmark_parser(__doc__)
     if parser.parse_args().smoke:
         RUNS, ACTIVATION_RUNS = 2, 1
     startup = statistics.median(run("pass", "1")[0] for _ in range(RUNS))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from robovlms_mobile.cli.errors import run_command
-from robovlms_mobile.cli.options import (OneLineParser, add_progress_option, frame_size, nonnegative_float, positive_int,
+from robovlms_mobile.cli.options import (OneLineParser, add_progress_option, command, frame_size, nonnegative_float, positive_int,
                                          seed_list)
 from robovlms_mobile.recipes.demo import DEMO_SEEDS
 from robovlms_mobile.task import FRAME_SIZE
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="robovlms-mobile", description="Train and run 2-DOF navigation VLAs on upstream RoboVLMs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train from a config (CPU or GPU)", description="Train through upstream RoboVLMs' pipeline.")
+    p = command(sub, "train", _cmd_train, help="train from a config (CPU or GPU)", description="Train through upstream RoboVLMs' pipeline.")
     p.add_argument("config", help="JSON experiment config (upstream format, e.g. configs/mobile_vla_lora.json)")
     p.add_argument("--output-dir", help="checkpoints and logs (default: <output_root>/<exp_name>)")
     p.add_argument("--resume", help="checkpoint to resume from, or 'last' for <output-dir>/last.ckpt")
@@ -98,11 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the run with one line naming the rank and step when no rank made progress for MIN "
                         "minutes (overrides stall_timeout_min, default 30; 0: off)")
     add_progress_option(p)
-    p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("rehearse", help="build, train K steps, save and reload the config's model at real size on CPU",
-                       description="Kosmos-2 at its published size with random weights (no download): K real training "
-                                   "steps on synthetic episodes, checkpoint save + reload, memory per phase, GPU estimate.")
+    p = command(sub, "rehearse", _cmd_rehearse, help="build, train K steps, save and reload the config's model at real size on CPU",
+                     description="Kosmos-2 at its published size with random weights (no download): K real training "
+                                 "steps on synthetic episodes, checkpoint save + reload, memory per phase, GPU estimate.")
     p.add_argument("config", help="JSON experiment config (e.g. configs/mobile_vla_lora.json)")
     p.add_argument("--steps", type=int, default=2, help="optimiser steps (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=1, help="CPU batch (default: %(default)s; the config's batch "
@@ -117,37 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rss-gb", type=float, default=12.0, help="stop with an error when this process's RSS passes "
                    "this (GiB), or when the machine has under 1 GiB available (default: %(default)s; 0 = no limit)")
     p.add_argument("--json", help="also write every figure to this JSON file")
-    p.set_defaults(func=_cmd_rehearse)
 
-    p = sub.add_parser("demo", help="the embedded default: episodes + pretrained tiny model, LoRA, closed loop",
-                       description="Simulate expert episodes, get the pretrained tiny Kosmos-2 (cached), train LoRA on CPU, "
-                                   "drive 24 held-out episodes: success trained / instruction blanked / untrained as mean ± std over the "
-                                   "training seeds (trained side by side), per-part times.")
+    p = command(sub, "demo", _cmd_demo, help="the embedded default: episodes + pretrained tiny model, LoRA, closed loop",
+                     description="Simulate expert episodes, get the pretrained tiny Kosmos-2 (cached), train LoRA on CPU, "
+                                 "drive 24 held-out episodes: success trained / instruction blanked / untrained as mean ± std over the "
+                                 "training seeds (trained side by side), per-part times.")
     p.add_argument("--config", default="configs/tiny_cpu.json", help="demo config (default: %(default)s)")
     p.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps")
     p.add_argument("--seeds", type=seed_list, default=DEMO_SEEDS,
                    help=f"training seeds, comma-separated (default: {','.join(map(str, DEMO_SEEDS))})")
     add_progress_option(p)
-    p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("make-tiny-model", help="build a tiny random Kosmos-2 + tokenizer offline",
-                       description="Write a tiny, randomly initialised Kosmos-2 and its processor to DIR (no download).")
+    p = command(sub, "make-tiny-model", _cmd_make_tiny_model, help="build a tiny random Kosmos-2 + tokenizer offline",
+                     description="Write a tiny, randomly initialised Kosmos-2 and its processor to DIR (no download).")
     p.add_argument("dir", help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pretrain", action="store_true",
                    help="pretrain it on grounded captions of simulator frames (model/pretrain.py), through the cache")
     p.add_argument("--cache-dir", help="pretrained-model cache (default: $ROBOVLMS_MOBILE_CACHE or .cache/robovlms-mobile)")
-    p.set_defaults(func=_cmd_make_tiny_model)
 
-    p = sub.add_parser("generate-episodes", help="write procedurally drawn episodes in the robot's format",
-                       description="Write synthetic episodes (V4 or V5 HDF5) for demos and tests.")
+    p = command(sub, "generate-episodes", _cmd_generate, help="write procedurally drawn episodes in the robot's format",
+                     description="Write synthetic episodes (V4 or V5 HDF5) for demos and tests.")
     p.add_argument("dir", help="output folder")
     p.add_argument("-n", type=positive_int, default=40, help="number of episodes (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW (the robot records 720x1280; default: %(default)s)")
     p.add_argument("--length", type=positive_int, default=18, help="frames per episode (default: %(default)s)")
     p.add_argument("--generation", choices=("v4", "v5"), default="v4")
-    p.set_defaults(func=_cmd_generate)
     add_data_parser(sub)
     add_config_parser(sub)
     add_drive_parsers(sub)

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from robovlms_mobile.cli.options import add_progress_option, command_group, positive_float, positive_int
+from robovlms_mobile.cli.options import add_progress_option, command, command_group, positive_float, positive_int
 from robovlms_mobile.task import CHUNK as DEFAULT_CHUNK
 from robovlms_mobile.task import MAX_SPEED as DEFAULT_MAX_SPEED
 from robovlms_mobile.task import STEP_S
@@ -159,29 +159,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = command_group(subparsers, "data", help="episode data toolkit: validate, stats, split, show, convert",
                         description="Check, inspect, split and convert robot episode files (V4/V5 HDF5, ROS 2 bags).")
 
-    p = sub.add_parser("validate", help="check every file; table of problems, JSON report",
-                       description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
-                                   "has an error; warnings (black/constant frames, no event types, episodes shorter "
-                                   "than window + chunk, which train with the missing steps masked) are allowed.")
+    p = command(sub, "validate", _cmd_validate, help="check every file; table of problems, JSON report",
+                     description="Check every episode file (never stopping at the first bad one). Exit 0 only when no file "
+                                 "has an error; warnings (black/constant frames, no event types, episodes shorter "
+                                 "than window + chunk, which train with the missing steps masked) are allowed.")
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders (searched recursively) or files")
     _limit_flags(p)
     p.add_argument("--json", metavar="PATH", help="also write a JSON report")
     p.add_argument("--no-frames", action="store_true", help="skip decoding every frame (black/constant checks)")
-    p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("stats", help="scenario counts, lengths, action classes, per-axis values: PNG + Markdown",
-                       description="Summarise a folder of episodes: counts by scenario, length histogram, action classes, "
-                                   "per-axis value histograms; writes PNG plots and summary.md.")
+    p = command(sub, "stats", _cmd_stats, help="scenario counts, lengths, action classes, per-axis values: PNG + Markdown",
+                     description="Summarise a folder of episodes: counts by scenario, length histogram, action classes, "
+                                 "per-axis value histograms; writes PNG plots and summary.md.")
     p.add_argument("inputs", nargs="+", metavar="DIR", help="folders or files")
     p.add_argument("--out", default="data-stats", help="output folder (default: %(default)s)")
     p.add_argument("--pattern", help="file name pattern (default: *.h5)")
     add_progress_option(p)
-    p.set_defaults(func=_cmd_stats)
 
-    p = sub.add_parser("split", help="write a seeded, scenario-stratified train/val/test split file",
-                       description="Write a deterministic episode-level split (JSON: seed, ratios, files and content hashes "
-                                   "per split), stratified by scenario; the same episodes give the same file whatever "
-                                   "their order. Use it with the dataset key \"split_file\".")
+    p = command(sub, "split", _cmd_split, help="write a seeded, scenario-stratified train/val/test split file",
+                     description="Write a deterministic episode-level split (JSON: seed, ratios, files and content hashes "
+                                 "per split), stratified by scenario; the same episodes give the same file whatever "
+                                 "their order. Use it with the dataset key \"split_file\".")
     p.add_argument("dir", help="episode folder")
     p.add_argument("--out", default="split.json", help="split file to write (default: %(default)s)")
     p.add_argument("--val", type=float, default=0.1, help="validation share (default: %(default)s)")
@@ -189,23 +187,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
     p.add_argument("--skip-invalid", action="store_true", help="leave invalid files out (listed in the file) instead of refusing")
     _limit_flags(p)
-    p.set_defaults(func=_cmd_split)
 
-    p = sub.add_parser("show", help="contact sheet, animated GIF and trajectory of one episode",
-                       description="Draw one episode: a contact-sheet PNG (action arrow, values and event type on each "
-                                   "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
+    p = command(sub, "show", _cmd_show, help="contact sheet, animated GIF and trajectory of one episode",
+                     description="Draw one episode: a contact-sheet PNG (action arrow, values and event type on each "
+                                 "frame), an animated GIF, and the top-down trajectory integrated from the velocities.")
     p.add_argument("file", help="episode file (V4 or V5)")
     p.add_argument("--out", default="show", help="output folder (default: %(default)s)")
     p.add_argument("--width", type=positive_int, default=320, help="frame width in the sheet and GIF (default: %(default)s)")
     p.add_argument("--columns", type=positive_int, default=6, help="contact-sheet columns (default: %(default)s)")
     p.add_argument("--dt", type=positive_float, default=STEP_S, help="seconds per frame for the GIF and the integration (default: %(default)s)")
     p.add_argument("--max-speed", type=positive_float, default=DEFAULT_MAX_SPEED, help="speed of a full-length arrow (default: %(default)s)")
-    p.set_defaults(func=_cmd_show)
 
-    p = sub.add_parser("convert", help="ROS 2 bags (MCAP) or V5 files -> V4 episode files",
-                       description="Convert rosbag2 MCAP bags (a camera topic + /cmd_vel) or V5 HDF5 files to V4 episode "
-                                   "files. Bags: one frame per velocity change, as the original collector recorded "
-                                   "(--frames change), or a fixed rate (--frames rate --fps F).")
+    p = command(sub, "convert", _cmd_convert, help="ROS 2 bags (MCAP) or V5 files -> V4 episode files",
+                     description="Convert rosbag2 MCAP bags (a camera topic + /cmd_vel) or V5 HDF5 files to V4 episode "
+                                 "files. Bags: one frame per velocity change, as the original collector recorded "
+                                 "(--frames change), or a fixed rate (--frames rate --fps F).")
     p.add_argument("sources", nargs="+", metavar="SRC", help=".mcap files, rosbag2 folders, V5 .h5 files or folders of them")
     p.add_argument("--out", required=True, help="output folder for the V4 files")
     p.add_argument("--camera-topic", default="/camera/image_raw", help="sensor_msgs Image or CompressedImage topic (default: %(default)s)")
@@ -216,5 +212,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--instruction", help="language instruction to store (default: from --scenario)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files (each one replaced is named)")
     add_progress_option(p)
-    p.set_defaults(func=_cmd_convert)
 

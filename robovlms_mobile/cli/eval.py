@@ -8,7 +8,7 @@ from pathlib import Path
 
 from robovlms_mobile.cli.errors import UsageError
 from robovlms_mobile.cli.options import (add_base_model_option, add_client_options, add_dtype_option,
-                                         add_execution_options, add_progress_option, command_group, execution_spec,
+                                         add_execution_options, add_progress_option, command, command_group, execution_spec,
                                          frame_size,
                                          positive_float, positive_int, nonnegative_int)
 from robovlms_mobile.outputs import write_text
@@ -192,10 +192,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = command_group(subparsers, "eval", help="evaluate a checkpoint offline or in the closed-loop simulator",
                         description="Offline metrics on episode files, or driving in the simulator.")
 
-    o = sub.add_parser("offline", help="MAE / RMSE / sign agreement / per-step error / instruction sensitivity on DATA",
-                       description="Evaluate CKPT on the episode files in DATA: un-normalised per-axis errors, sign "
-                                   "agreement, error per chunk step, and instruction sensitivity (side swapped). "
-                                   "Writes report.json and plots.")
+    o = command(sub, "offline", _cmd_offline, help="MAE / RMSE / sign agreement / per-step error / instruction sensitivity on DATA",
+                     description="Evaluate CKPT on the episode files in DATA: un-normalised per-axis errors, sign "
+                                 "agreement, error per chunk step, and instruction sensitivity (side swapped). "
+                                 "Writes report.json and plots.")
     o.add_argument("checkpoint", help="plugin checkpoint (e.g. runs/demo/last.ckpt)")
     o.add_argument("data", help="folder of episode files (V4 or V5)")
     o.add_argument("--split", choices=("all", "train", "val"), default="all", help="which episodes of DATA (default: %(default)s)")
@@ -206,12 +206,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_base_model_option(o)
     add_dtype_option(o)
     add_progress_option(o)
-    o.set_defaults(func=_cmd_offline)
 
-    c = sub.add_parser("closed-loop", help="drive N seeded episodes per scenario in the simulator",
-                       description="Drive the simulator with CKPT (in process) or a policy server (--server): success, "
-                                   "collision and wrong-side rates, final error, path length vs the scripted expert; "
-                                   "writes report.json, a plot and a few GIFs.")
+    c = command(sub, "closed-loop", _cmd_closed_loop, help="drive N seeded episodes per scenario in the simulator",
+                     description="Drive the simulator with CKPT (in process) or a policy server (--server): success, "
+                                 "collision and wrong-side rates, final error, path length vs the scripted expert; "
+                                 "writes report.json, a plot and a few GIFs.")
     c.add_argument("checkpoint", nargs="?", help="plugin checkpoint (omit with --server)")
     c.add_argument("--server", metavar="URL", help="policy server base URL: POST URL/reset and URL/act (URL/predict "
                                                    "with --api original)")
@@ -247,4 +246,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_base_model_option(c)
     add_dtype_option(c)
     add_progress_option(c)
-    c.set_defaults(func=_cmd_closed_loop)

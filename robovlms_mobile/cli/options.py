@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from typing import Callable
 
 API_KEY_ENV = "ROBOVLMS_MOBILE_API_KEY"
 ORIGINAL_API_KEY_ENV = "VLA_API_KEY"  # the lab's earlier server and robot client read this one
@@ -99,6 +100,14 @@ def command_group(subparsers: argparse._SubParsersAction, name: str, help: str, 
     """`robovlms-mobile NAME SUBCOMMAND`: the group's parser; returns its sub-command registry."""
     group = subparsers.add_parser(name, help=help, description=description)
     return group.add_subparsers(dest=f"{name}_command", required=True, metavar="SUBCOMMAND")
+
+
+def command(subparsers: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], *, help: str,
+            description: str) -> argparse.ArgumentParser:
+    """`robovlms-mobile [GROUP] NAME`: its parser, bound to the handler `func` that `main` calls."""
+    p = subparsers.add_parser(name, help=help, description=description)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_progress_option(p: argparse.ArgumentParser) -> None:

@@ -7,15 +7,15 @@ import dataclasses
 
 from robovlms_mobile.cli.errors import UsageError
 from robovlms_mobile.cli.options import (API_KEY_ENV, add_client_options, add_execution_options, add_model_options,
-                                         add_strategy_options, execution_spec, resolve_device)
+                                         add_strategy_options, command, execution_spec, resolve_device)
 from robovlms_mobile.task import MAX_SPEED
 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `ros-bridge`."""
-    p = subparsers.add_parser(
-        "ros-bridge", help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs the `ros` extra)",
+    p = command(
+        subparsers, "ros-bridge", run_bridge, help="ROS 2 node: camera -> policy -> safety layer -> /cmd_vel (needs the `ros` extra)",
         description="Subscribe to a camera, get actions from a policy server (--server) or a checkpoint loaded in "
                     "this process (--checkpoint), and publish geometry_msgs/Twist behind the safety layer: speed "
                     "clamp, watchdog (zero when no fresh action within --deadline), latched e-stop topic, "
@@ -56,11 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "per step, i.e. 2.5 Hz) (default: %(default)s)")
     p.add_argument("--max-frame-age", type=float, default=0.5, help="seconds; older frames are not sent (default: %(default)s)")
     p.add_argument("--action-log", help="append one JSON line per policy answer (frame stamp, velocity, accepted by "
-                                        "the safety layer) to this file")
+                                        "the safety layer), per e-stop message and per change of the published state "
+                                        "(with the number of the /cmd_vel message that first carried it) to this file")
     p.add_argument("--allow-network-discovery", action="store_true",
                    help="accept a ROS_AUTOMATIC_DISCOVERY_RANGE other than LOCALHOST, or ROS_STATIC_PEERS "
                         "(default: refuse them; DDS stays on this machine)")
-    p.set_defaults(func=run_bridge)
 
 
 def run_bridge(args: argparse.Namespace) -> int:
@@ -115,12 +115,19 @@ def run_bridge(args: argparse.Namespace) -> int:
 def _action_logger(path: str):
     """A callback appending JSON lines to `path` (line-buffered, so a killed bridge leaves whole lines)."""
     import json
+    import threading
 
     try:
         out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the life of the process
     except OSError as exc:
         raise ValueError(f"--action-log {path}: cannot open for writing ({exc.strerror})") from None
-    return lambda record: out.write(json.dumps(record) + "\n")
+    lock = threading.Lock()  # the policy thread and the ROS thread both write
+
+    def write(record: dict) -> None:
+        with lock:
+            out.write(json.dumps(record) + "\n")
+
+    return write
 
 
 def _source(args: argparse.Namespace):

@@ -7,7 +7,7 @@ import os
 import sys
 
 from robovlms_mobile.cli.options import (API_KEY_ENV, ORIGINAL_API_KEY_ENV,
-                                         add_model_options, add_strategy_options, positive_int)
+                                         add_model_options, add_strategy_options, command, positive_int)
 from robovlms_mobile.task import CHUNK
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -18,8 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the commands that drive the robot: `serve` here, `ros-bridge` from robovlms_mobile.cli.ros."""
     from robovlms_mobile.cli.ros import add_parser as add_ros_parser
 
-    p = subparsers.add_parser(
-        "serve", help="HTTP policy server for a checkpoint (POST /act, POST /predict, POST /reset, GET /health)",
+    p = command(
+        subparsers, "serve", run_serve, help="HTTP policy server for a checkpoint (POST /act, POST /predict, POST /reset, GET /health)",
         description="Serve a plugin checkpoint over HTTP (FastAPI on uvicorn). The checkpoint is loaded with "
                     "weights_only=True; one with a pickled payload is refused.")
     p.add_argument("checkpoint", help="plugin checkpoint (e.g. runs/demo/last.ckpt)")
@@ -41,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-image-pixels", type=positive_int, default=3840 * 2160, help="largest image area (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--access-log", action="store_true", help="log every request")
-    p.set_defaults(func=run_serve)
     add_ros_parser(subparsers)
 
 

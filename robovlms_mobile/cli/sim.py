@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from robovlms_mobile.cli.options import add_progress_option, command_group, frame_size, positive_int, probability
+from robovlms_mobile.cli.options import add_progress_option, command, command_group, frame_size, positive_int, probability
 from robovlms_mobile.data.format import DISTANCES
 from robovlms_mobile.recipes.demo import DEMO_FRAME_SIZE
 from robovlms_mobile.task import FRAME_SIZE
@@ -54,25 +54,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sim show` and `sim record`."""
     sub = command_group(subparsers, "sim", help="the closed-loop simulator (show a scenario, record expert episodes)",
                         description="Deterministic simulator of the navigation task.")
-    s = sub.add_parser("show", help="drive SCENARIO with the scripted expert and write its frames as PNG",
-                       description="Write the first-person frames (frame_NNN.png) and a top-down map (map_000.png) of "
-                                   "the scripted expert driving SCENARIO.")
+    s = command(sub, "show", _cmd_show, help="drive SCENARIO with the scripted expert and write its frames as PNG",
+                     description="Write the first-person frames (frame_NNN.png) and a top-down map (map_000.png) of "
+                                 "the scripted expert driving SCENARIO.")
     s.add_argument("scenario", type=scenario_arg, help=f"e.g. 1box_left_close, 2box_right_far, 2box_vert_left_medium (distances: {', '.join(DISTANCES)})")
     s.add_argument("--seed", type=int, default=0, help="world seed (default: %(default)s)")
     s.add_argument("--out", help="output folder (default: runs/sim/<scenario>_seed<seed>)")
     s.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="HxW (default: %(default)s)")
     s.add_argument("--gif", action="store_true", help="also write expert.gif (camera + map)")
-    s.set_defaults(func=_cmd_show)
-    r = sub.add_parser("record", help="write scripted-expert episodes of the training worlds as V4 files",
-                       description="Drive the scripted expert through the standard scenarios in the data split's worlds "
-                                   "[SEED, k] (sim/splits.py) and write each run as a V4 episode, as the robot's "
-                                   "collector does. --noise P injects DART-style noise: with probability P per step "
-                                   "the robot executes a random sideways key while the file records the expert's own "
-                                   "key (its correction from where it is).")
+    r = command(sub, "record", _cmd_record, help="write scripted-expert episodes of the training worlds as V4 files",
+                     description="Drive the scripted expert through the standard scenarios in the data split's worlds "
+                                 "[SEED, k] (sim/splits.py) and write each run as a V4 episode, as the robot's "
+                                 "collector does. --noise P injects DART-style noise: with probability P per step "
+                                 "the robot executes a random sideways key while the file records the expert's own "
+                                 "key (its correction from where it is).")
     r.add_argument("dir", help="output folder (existing episodes are never overwritten)")
     r.add_argument("-n", type=positive_int, default=96, help="episodes, cycling through the 12 scenarios (default: %(default)s)")
     r.add_argument("--seed", type=int, default=0, help="data world seed, 0-999 (default: %(default)s)")
     r.add_argument("--frame-size", type=frame_size, default=DEMO_FRAME_SIZE, help="HxW (default: %(default)s, the demo's)")
     r.add_argument("--noise", type=probability, default=0.0, help="DART noise probability per step (default: %(default)s)")
     add_progress_option(r)
-    r.set_defaults(func=_cmd_record)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from robovlms_mobile.cli.options import add_progress_option, frame_size, positive_int, seed_list
+from robovlms_mobile.cli.options import add_progress_option, command, frame_size, positive_int, seed_list
 from robovlms_mobile.cli.sim import scenario_arg
 from robovlms_mobile.task import FRAME_SIZE
 
@@ -25,9 +25,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
-    p = subparsers.add_parser("sweep", help="train and evaluate a grid of config values",
-                              description="Train every combination of the --set values through the launcher, evaluate each "
-                                          "offline (val split) and in closed loop, write results.csv / results.md and plots.")
+    p = command(subparsers, "sweep", _cmd_sweep, help="train and evaluate a grid of config values",
+                            description="Train every combination of the --set values through the launcher, evaluate each "
+                                        "offline (val split) and in closed loop, write results.csv / results.md and plots.")
     p.add_argument("base_config", help="JSON experiment config the grid starts from")
     p.add_argument("--set", action="append", required=True, metavar="KEY=V1,V2",
                    help="dotted config key and comma-separated values, e.g. train_setup.lora_r=8,16,32 (repeatable)")
@@ -40,4 +40,3 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenarios", type=scenario_arg, nargs="+", help="closed-loop scenarios (default: the 12 standard ones)")
     p.add_argument("--frame-size", type=frame_size, default=FRAME_SIZE, help="closed-loop camera HxW (default: %(default)s)")
     add_progress_option(p)
-    p.set_defaults(func=_cmd_sweep)

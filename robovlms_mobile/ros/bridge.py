@@ -106,6 +106,7 @@ def run_node(controller: DriveController, topics: Topics, node_name: str = "mobi
             self.create_subscription(Bool, topics.estop, lambda m: controller.on_estop(bool(m.data)), 10)
             self.create_subscription(String, topics.instruction, self.on_instruction, 10)
             self.create_timer(1.0 / topics.publish_hz, self.publish)
+            self.published = 0  # /cmd_vel messages sent: the DDS publication sequence number of the last one
             self.pending: Any = None
             self.pending_sent = 0.0
             self.service_timeouts = 0
@@ -159,6 +160,8 @@ def run_node(controller: DriveController, topics: Topics, node_name: str = "mobi
             command = controller.command()
             if command is not None:
                 self.publisher.publish(fill_twist(Twist(), command))
+                self.published += 1
+                controller.on_published(command, self.published)
 
     # rclpy's own handlers would shut the context down before the closing zero could be sent
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)

@@ -14,6 +14,11 @@ controller clock; the answer is aligned by the steps that passed since its frame
 the queue goes to the safety layer as a plan with every action's scheduled time. A failing
 source drops the plan (zero at once); an e-stop, its release or a new instruction starts a new
 executor episode, so no answer to an earlier query is executed after it.
+
+The action log (`on_action`) gets every source answer and, as records with an "event" key, each
+e-stop message taken (with the epoch and barrier after it) and each change of the published state with the number
+of the /cmd_vel message that first carried it (`on_published`), so a test or an operator can tell
+from the messages themselves when the bridge changed what it publishes.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ class DriveController:
         self.source, self.safety = source, safety
         self.clock = clock or safety.clock
         self.max_frame_age_s = max_frame_age_s
-        self.on_action = on_action  # called after every source answer: stamp, velocity, accepted
+        self.on_action = on_action  # the action log: every source answer, e-stop and published-state changes
+        self._published_state: str | None = None
         self._instruction = instruction
         self._frame: Frame | None = None
         self._cond = threading.Condition()
@@ -76,6 +82,8 @@ class DriveController:
     def on_estop(self, engaged: bool) -> None:
         """E-stop topic: True engages (latched), False releases; a release also starts a new episode."""
         self.safety.set_estop(engaged)
+        if self.on_action is not None:
+            self.on_action({"event": "estop", "engaged": engaged, "epoch": self.safety.epoch, "barrier": self.safety.barrier})
         if self.executor is not None:
             self.executor.reset()  # an answer to a query sent before this is for an earlier episode
             self._episode_start = self.clock()
@@ -115,10 +123,11 @@ class DriveController:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("action source failed: %s", self.last_error)
             return False
+        answered = self.clock()  # before the submit: an accepted answer was answered before any later e-stop
         self.ticks += 1
         accepted = self.safety.submit(velocity, stamp=frame.stamp, epoch=epoch)
         if self.on_action is not None:
-            self.on_action({"stamp": frame.stamp, "answered": self.clock(), "velocity": _plain(velocity),
+            self.on_action({"stamp": frame.stamp, "answered": answered, "epoch": epoch, "velocity": _plain(velocity),
                             "accepted": accepted})
         return accepted
 
@@ -163,7 +172,7 @@ class DriveController:
         if plan and not accepted:  # the safety layer refused what the queue now holds: no later merge may build on it
             executor.clear()
         if self.on_action is not None:
-            self.on_action({"stamp": frame.stamp, "answered": answered, "velocity": _plain(chunk[0]),
+            self.on_action({"stamp": frame.stamp, "answered": answered, "epoch": epoch, "velocity": _plain(chunk[0]),
                             "delay_steps": now_step - ticket.frame_step, "planned": len(plan),
                             "plan": [[t, *_plain(v)] for t, v in plan], "accepted": accepted})
         return accepted
@@ -171,6 +180,13 @@ class DriveController:
     def command(self) -> Command | None:
         """What to publish now (None: the rate limit says wait)."""
         return self.safety.command()
+
+    def on_published(self, command: Command, seq: int) -> None:
+        """The node published `command` as its `seq`-th /cmd_vel message (1, 2, ...): a change of state is logged."""
+        if command.state != self._published_state:
+            self._published_state = command.state
+            if self.on_action is not None:
+                self.on_action({"event": "state", "state": command.state, "seq": seq, "at": self.clock()})
 
     def run(self, stop: threading.Event, tick_hz: float, sleep: Callable[[float], None] = time.sleep) -> None:
         """Tick at most `tick_hz` times a second until `stop` is set, waiting for frames in between."""

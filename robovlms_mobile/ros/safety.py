@@ -83,15 +83,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
 
 
-def parse_velocity(velocity: Any) -> tuple[float, float] | None:
-    """[linear_x, linear_y] as two finite floats, or None: exactly two real numbers, no str/bool/NaN/inf."""
-    if isinstance(velocity, (str, bytes, bytearray, dict)) or velocity is None:
+def _as_list(value: Any) -> list | None:
+    """The items of a list-like value, or None: strings, bytes, dicts and non-iterables are not lists here."""
+    if isinstance(value, (str, bytes, bytearray, dict)) or value is None:
         return None
     try:
-        items = list(velocity)
+        return list(value)
     except TypeError:
         return None
-    if len(items) != 2 or not all(_is_number(v) for v in items):
+
+
+def parse_velocity(velocity: Any) -> tuple[float, float] | None:
+    """[linear_x, linear_y] as two finite floats, or None: exactly two real numbers, no str/bool/NaN/inf."""
+    items = _as_list(velocity)
+    if items is None or len(items) != 2 or not all(_is_number(v) for v in items):
         return None
     vx, vy = float(items[0]), float(items[1])
     return (vx, vy) if math.isfinite(vx) and math.isfinite(vy) else None
@@ -104,11 +109,8 @@ def parse_stamp(stamp: Any) -> float | None:
 
 def _parse_plan(plan: Any) -> list[tuple[float, tuple[float, float]]] | None:
     """[(time, velocity), ...] with finite times in increasing order and valid velocities, or None."""
-    if isinstance(plan, (str, bytes, bytearray, dict)) or plan is None:
-        return None
-    try:
-        items = list(plan)
-    except TypeError:
+    items = _as_list(plan)
+    if items is None:
         return None
     out = []
     for item in items:
@@ -261,6 +263,11 @@ class SafetyLayer:
     def estop(self) -> bool:
         """Whether the e-stop is engaged."""
         return self._estop
+
+    @property
+    def barrier(self) -> float:
+        """Actions from frames captured before this time are refused: the latest e-stop engage or release."""
+        return self._barrier
 
     # ---- output ------------------------------------------------------------------------
     def state(self, now: float | None = None) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 NODES = str(Path(__file__).with_name("graph_nodes.py"))
 CLI = str(Path(sys.executable).with_name("robovlms-mobile"))
@@ -75,22 +76,33 @@ def bridge(log_dir: Path, server_url: str, *args: str, name: str = "bridge", env
     return proc
 
 
+class Row(NamedTuple):
+    """One /cmd_vel message as the operator received it."""
+
+    seq: int  # the bridge's publication sequence number: 1 for its first message
+    t: float  # monotonic time of receipt (for failure messages only: nothing is asserted on it)
+    vx: float
+    vy: float
+
+
 class Record:
-    """The operator's /cmd_vel record: (monotonic time, linear_x, linear_y) per message."""
+    """The operator's /cmd_vel record, one Row per message."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def rows(self) -> list[tuple[float, float, float]]:
+    def rows(self) -> list[Row]:
         if not self.path.exists():
             return []
-        return [tuple(map(float, line.split())) for line in self.path.read_text().splitlines() if line.count(" ") == 2]
+        lines = [line.split() for line in self.path.read_text().splitlines() if line.count(" ") == 3]
+        return [Row(int(seq), float(t), float(vx), float(vy)) for seq, t, vx, vy in lines]
 
-    def after(self, t: float) -> list[tuple[float, float, float]]:
-        return [r for r in self.rows() if r[0] > t]
+    def since(self, seq: int) -> list[Row]:
+        """The messages the bridge published from its `seq`-th on."""
+        return [r for r in self.rows() if r.seq >= seq]
 
-    def wait(self, predicate, timeout: float = 60, what: str = "") -> list[tuple[float, float, float]]:
-        """Until predicate(rows) is true; returns the rows."""
+    def wait(self, predicate, timeout: float = 60, what: str = "") -> list[Row]:
+        """Until predicate(rows) is true; returns the rows (the timeout only guards against a hang)."""
         until = time.monotonic() + timeout
         while True:
             rows = self.rows()
@@ -101,10 +113,42 @@ class Record:
             time.sleep(0.05)
 
 
+def zero(row: Row) -> bool:
+    return row.vx == 0.0 and row.vy == 0.0
+
+
 def moving(rows) -> bool:
-    return any(r[1] != 0.0 or r[2] != 0.0 for r in rows)
+    return any(not zero(r) for r in rows)
+
+
+def log_records(path: Path) -> list[dict]:
+    """Every line of the bridge's action log."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def actions(path: Path) -> list[dict]:
-    """The bridge's action log."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    """The policy answers in the bridge's action log."""
+    return [r for r in log_records(path) if "event" not in r]
+
+
+def events(path: Path, kind: str) -> list[dict]:
+    """The bridge's `kind` events ("estop": each e-stop change; "state": each change of the published state)."""
+    return [r for r in log_records(path) if r.get("event") == kind]
+
+
+def wait_until(predicate, what: str, timeout: float = 60):
+    """Until predicate() gives something truthy; returns it (the timeout only guards against a hang)."""
+    until = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > until:
+            raise AssertionError(f"no {what} within {timeout} s")
+        time.sleep(0.05)
+    return value
+
+
+def next_event(path: Path, kind: str, where, after: int = 0, what: str = "") -> tuple[int, dict]:
+    """Wait for the first `kind` event past the first `after` ones for which where(event) holds; returns (index, event)."""
+    def find():
+        return next(((i, e) for i, e in enumerate(events(path, kind)[after:], start=after) if where(e)), None)
+
+    return wait_until(find, what or f"{kind} event in the bridge's log")

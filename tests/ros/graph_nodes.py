@@ -4,8 +4,9 @@
   camera), a moving bright box on a gradient;
 - image_service NAME TYPE: serves frames through a service of that type (the robot's CSI camera),
   answering with a JPEG CompressedImage or a bgr8 Image, whichever the response field holds;
-- operator LOG: records every /cmd_vel Twist as a line `monotonic_time linear_x linear_y` and
-  publishes std_msgs/Bool on /e_stop for each `estop true|false` line read from stdin;
+- operator LOG: records every /cmd_vel Twist as a line `seq monotonic_time linear_x linear_y` (seq: the
+  publisher's sequence number of the message, from its MessageInfo) and publishes std_msgs/Bool on
+  /e_stop for each `estop true|false` line read from stdin;
 - slow_proxy PORT TARGET SECONDS: an HTTP server on 127.0.0.1:PORT that forwards every request
   to TARGET (the policy server) and answers SECONDS later than the server did (injected latency).
 
@@ -100,8 +101,11 @@ def operator(rclpy, log_path: str) -> None:
 
     node = rclpy.create_node("test_operator")
     out = open(log_path, "a", buffering=1)
-    node.create_subscription(Twist, "/cmd_vel", lambda m: out.write(f"{time.monotonic()} {m.linear.x!r} {m.linear.y!r}\n"),
-                             100)
+
+    def record(m, info) -> None:
+        out.write(f"{info['publication_sequence_number']} {time.monotonic()} {m.linear.x!r} {m.linear.y!r}\n")
+
+    node.create_subscription(Twist, "/cmd_vel", record, 100)
     estop = node.create_publisher(Bool, "/e_stop", 10)
 
     def read_commands():

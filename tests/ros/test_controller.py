@@ -169,3 +169,23 @@ def test_server_death_lets_the_watchdog_stop(tiny_checkpoint, tiny_model_dir, fr
     finally:
         source.close()
         sp.stop_server(server)
+
+
+def test_the_action_log_gets_answers_estops_and_published_state_changes(rig, frames):
+    """What the graph tests wait on: e-stop messages with their epoch and barrier, each published state change once."""
+    controller, _, clock = rig
+    log: list[dict] = []
+    controller.on_action = log.append
+    controller.on_frame(frames[0])
+    assert controller.tick()
+    (answer,) = log
+    assert answer["accepted"] and answer["epoch"] == 0 and answer["answered"] == clock.t
+    command = controller.command()
+    for seq in (1, 2):
+        controller.on_published(command, seq)  # ok twice: one change
+    clock.t += 1.0
+    controller.on_estop(True)
+    controller.on_published(controller.command(), 3)
+    assert log[1:] == [{"event": "state", "state": OK, "seq": 1, "at": 50.0},
+                       {"event": "estop", "engaged": True, "epoch": 1, "barrier": 51.0},
+                       {"event": "state", "state": ESTOP, "seq": 3, "at": 51.0}]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from graph import ROOT, Record, actions, bridge, node, ros_env
+from graph import ROOT, Record, actions, bridge, node, ros_env, zero
 from robovlms_mobile.ros.safety import clamp_velocity
 
 SRC = Path(__file__).with_name("camera_interfaces")
@@ -69,10 +69,10 @@ def test_bridge_polls_an_image_service_named_at_run_time(srv_type, camera_interf
                 "--max-linear-x", str(LIMIT), "--max-linear-y", str(LIMIT), "--max-accel", "0", env=env)
     record = Record(tmp_path / "cmd_vel.txt")
     try:
-        rows = record.wait(lambda rows: sum(r[1] != 0.0 or r[2] != 0.0 for r in rows) >= 5, what="5 moving commands")
+        rows = record.wait(lambda rows: sum(not zero(r) for r in rows) >= 5, what="5 moving commands")
         expected = {clamp_velocity(*a["velocity"], LIMIT, LIMIT)[0]
                     for a in actions(tmp_path / "bridge-actions.jsonl") if a["accepted"]}
-        moving = [(vx, vy) for _, vx, vy in rows if vx != 0.0 or vy != 0.0]
+        moving = [(r.vx, r.vy) for r in rows if not zero(r)]
         assert moving and all(v in expected for v in moving)
         assert f"frames from service get_image_service ({srv_type})" in br.text()
         assert br.stop() == 0 and "Traceback" not in br.text()

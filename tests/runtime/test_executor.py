@@ -19,6 +19,14 @@ def chunk(base: float) -> np.ndarray:
     return np.stack([v, -v], axis=1)
 
 
+def two_answers(merge: str, frame_step: int, step: int, **kwargs) -> AsyncExecutor:
+    """chunk(0) asked and answered at step 0, then chunk(100) asked on frame `frame_step` and answered at `step`."""
+    e = AsyncExecutor(N, merge, **kwargs)
+    e.receive(e.begin(0), chunk(0), 0)
+    e.receive(e.begin(frame_step), chunk(100), step)
+    return e
+
+
 def test_cli_constants_match_the_runtime():
     assert options.EXECUTIONS == ex.EXECUTIONS and options.MERGES == ex.MERGES
     assert options.DEFAULT_CROSSFADE_STEPS == ex.DEFAULT_CROSSFADE_STEPS
@@ -92,11 +100,7 @@ def test_answers_for_an_old_episode_and_out_of_order_are_refused():
 
 
 def test_the_queue_never_reaches_past_the_newest_chunk():
-    e = AsyncExecutor(N, "ensemble")
-    a = e.begin(0)
-    e.receive(a, chunk(0), 0)
-    b = e.begin(1)
-    e.receive(b, chunk(100), 1)
+    e = two_answers("ensemble", frame_step=1, step=1)
     assert max(s for s, _ in e.plan(1)) == N  # horizon of b: 1 + N - 1
 
 
@@ -114,11 +118,7 @@ def test_ensemble_averages_the_overlap_with_act_weights():
 
 
 def test_crossfade_blends_linearly_then_follows_the_new_chunk():
-    e = AsyncExecutor(N, "crossfade", crossfade_steps=3)
-    a = e.begin(0)
-    e.receive(a, chunk(0), 0)
-    b = e.begin(2)
-    e.receive(b, chunk(100), 2)
+    e = two_answers("crossfade", frame_step=2, step=2, crossfade_steps=3)
     for j, step in enumerate((2, 3, 4)):
         w = (j + 1) / 4
         np.testing.assert_allclose(e.pop(step), (1 - w) * chunk(0)[step] + w * chunk(100)[step - 2])
@@ -126,11 +126,7 @@ def test_crossfade_blends_linearly_then_follows_the_new_chunk():
 
 
 def test_latest_wins_replaces_the_queue():
-    e = AsyncExecutor(N, "latest")
-    a = e.begin(0)
-    e.receive(a, chunk(0), 0)
-    b = e.begin(2)
-    e.receive(b, chunk(100), 4)
+    e = two_answers("latest", frame_step=2, step=4)
     assert e.pop(4)[0] == 102
 
 

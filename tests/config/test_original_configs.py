@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ORIGINALS = REPO / "tests" / "fixtures" / "original_configs"
 PATH_KEYS = ("model_path", "model_config", "output_root", "log_root", "cache_root")
 

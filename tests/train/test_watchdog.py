@@ -1,4 +1,4 @@
-"""The stall watchdog's line and its settings (the two-process stall itself: tests/test_ddp.py)."""
+"""The stall watchdog's line and its settings (the two-process stall itself: tests/train/test_ddp.py)."""
 
 from __future__ import annotations
 

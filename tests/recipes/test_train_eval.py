@@ -1,4 +1,4 @@
-"""`experiment.spread`: the mean ± std over training seeds that every closed-loop figure is reported as."""
+"""`recipes.train_eval.spread`: the mean ± std over training seeds that every closed-loop figure is reported as."""
 
 from __future__ import annotations
 

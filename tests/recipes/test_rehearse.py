@@ -14,7 +14,7 @@ import torch
 from helpers import run_python
 from robovlms_mobile.train.memory import GIB, PeakRSS, gpu_estimate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rehearse_tiny_trains_saves_and_reloads(tmp_path, capsys, monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 
 from robovlms_mobile.config import ConfigError, load_config, validate_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["configs/mobile_vla_lora.json", "configs/tiny_cpu.json"]
 
 
