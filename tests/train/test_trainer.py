@@ -123,6 +123,20 @@ def test_checkpoint_is_slim_and_loads_back(tiny_config, tmp_path):
     assert torch.equal(a[0], b[0])
 
 
+def test_all_linear_lora_checkpoint_loads_back_through_the_runtime_loader(tiny_config, tmp_path):
+    from robovlms_mobile.runtime.loader import load_for_inference
+
+    tiny_config["train_setup"]["lora_targets"] = "all_linear"
+    result = train(tiny_config, output_dir=tmp_path / "run", max_steps=1, progress=False)
+    module, meta = load_for_inference(result["last_checkpoint"])
+    assert meta.config["train_setup"]["lora_targets"] == "all_linear"
+    loaded = dict(module.named_parameters())
+    assert any(".vision_model." in n and ".lora_" in n for n in loaded)
+    for name, value in result["model"].state_dict().items():
+        if ".lora_" in name:
+            assert torch.equal(module.state_dict()[name], value), name
+
+
 def test_resume_continues_step_counter(tiny_config, tmp_path):
     out = tmp_path / "run"
     tiny_config["trainer"]["max_epochs"] = 5
