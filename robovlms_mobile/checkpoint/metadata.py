@@ -18,6 +18,7 @@ from typing import Any
 from robovlms_mobile.checkpoint.format import FORMAT_VERSION, PLUGIN_KEY, CheckpointError, json_safe
 from robovlms_mobile.data.prompt import DEFAULT_PROMPT_TEMPLATE, MAX_TEXT_LEN, validate_template
 from robovlms_mobile.errors import clip
+from robovlms_mobile.model.lora import LORA_TARGETS
 from robovlms_mobile.task import ACTION_AXES, ACTION_DIM, MAX_INSTRUCTION_CHARS, MAX_SPEED, STEP_S, check_instruction
 from robovlms_mobile.upstream import HEAD_TYPE, TRAINER_TYPE
 
@@ -123,7 +124,7 @@ def _train_setup(stored: _Stored) -> dict[str, Any]:
         out["lora_alpha"] = stored.number("lora_alpha", 0.0, 1e4, open_lo=True)
         out["lora_dropout"] = stored.number("lora_dropout", 0.0, 0.99, 0.0)
         out["lora_bias"] = stored.choice("lora_bias", ("none", "all", "lora_only"), "none")
-        out["lora_targets"] = stored.choice("lora_targets", ("text_attention", "all_linear"), "text_attention")
+        out["lora_targets"] = stored.choice("lora_targets", LORA_TARGETS, LORA_TARGETS[0])
     if "train_decoder_layers" in stored.data:
         out["train_decoder_layers"] = stored.integer("train_decoder_layers", -1, 1024)
     return out

@@ -14,6 +14,7 @@ from typing import Any
 
 from robovlms_mobile.config.checks import (Check, anything, boolean, integer, is_false, is_null, list_of, name, number, obj,
                                            one_of, optional, path_like, paths, string)
+from robovlms_mobile.model.lora import LORA_TARGETS
 from robovlms_mobile.task import CHUNK, MAX_SPEED, WINDOW
 from robovlms_mobile.upstream import CNN_TYPE, DATASET_TYPE, HEAD_TYPE, TRAINER_TYPE  # noqa: F401  (re-exported)
 
@@ -169,7 +170,7 @@ TRAIN_SETUP: dict[str, Key] = {
     "lora_bias": used("LoRA bias: 'none', 'all' or 'lora_only'", one_of("none", "all", "lora_only")),
     "lora_targets": used("which layers LoRA adapts: 'text_attention' (the text transformer's q/k/v/out projections) or "
                          "'all_linear' (every linear layer but lm_head, vision tower included: what upstream's llava "
-                         "helper selects on Kosmos-2)", one_of("text_attention", "all_linear")),
+                         "helper selects on Kosmos-2)", one_of(*LORA_TARGETS)),
     "bits": no_effect("LLaVA quantisation option, not read by upstream", integer(), equals(-1, 16, 32)),
     "freeze_mm_mlp_adapter": no_effect("LLaVA option, not read by upstream", boolean),
     "tune_mm_mlp_adapter": no_effect("LLaVA option, not read by upstream", boolean),

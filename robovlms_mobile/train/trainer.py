@@ -28,7 +28,7 @@ from robovlms_mobile.config import validate_config
 from robovlms_mobile.data.dataset import DATA_SOURCE
 from robovlms_mobile.data.transforms import normalise_batch
 from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
-from robovlms_mobile.model.lora import apply_lora
+from robovlms_mobile.model.lora import LORA_TARGETS, apply_lora
 from robovlms_mobile.model.model_folder import upstream_builders_guarded
 from robovlms_mobile.task import ACTION_AXES
 from robovlms_mobile.errors import clip
@@ -76,7 +76,7 @@ class MobileVLATrainer(BaseTrainer):
             train_vision = bool(wanted["train_setup"].get("train_vision", False))
             for name, param in model.vision_tower.named_parameters():
                 param.requires_grad_(train_vision or ".lora_" in name)
-            targets = wanted["train_setup"].get("lora_targets", "text_attention")
+            targets = wanted["train_setup"].get("lora_targets", LORA_TARGETS[0])
             self._main_rank_print(f"LoRA ({targets}) on {len(adapted)} Kosmos-2 linear layers")
         set_gradient_checkpointing(model.backbone, bool(wanted["train_setup"].get("gradient_checkpointing", False)))
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
