@@ -194,6 +194,7 @@ ACT_HEAD: dict[str, Key] = {
     "with_history": used("the LSTM runs over the window's history", boolean),
     "history_type": used("'post': history after the VLM (streaming at inference)", one_of("post", "pre")),
     "huber_delta": used("Huber loss delta", number(0, lo_open=True)),
+    "sideways_weight": used("loss weight of linear_y labels where a sideways key was pressed (default 1)", number(0, lo_open=True)),
 }
 
 DATASET: dict[str, Key] = {
@@ -216,6 +217,8 @@ DATASET: dict[str, Key] = {
                          "(training only)", number(0, 1, hi_open=True)),
     "require_full_chunks": used("refuse episodes shorter than window + chunk instead of masking their missing "
                                 "future steps out of the loss (default false)", boolean),
+    "frame_strides": used("training aid for asynchronous execution: each training window draws a frame spacing from "
+                          "this list (default [1]); a strided window is labelled at its newest position only", anything),
     "rgb_pad": used("random-shift augmentation: pad by rgb_pad px (edge replicate), random crop back; "
                     "training only; -1 or 0: off", integer(-1, 256)),
     "model_name": no_effect("the tokenizer comes from the model folder", optional(string), _always),

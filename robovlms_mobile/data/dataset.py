@@ -13,6 +13,12 @@ lists them all); the split comes from `split_file` or the seeded `val_ratio` spl
 only its window's frames, or memory-mapped pre-resized frames with `cache_dir`. A file that fails
 later, in a DataLoader worker, is named in the error, or (`skip_invalid`) logged and replaced by
 the next readable window.
+
+`frame_strides` (training split only; default [1]) is a training-time aid for asynchronous
+execution: the executor queries every d-th frame, so at run time the head's window holds frames d
+steps apart, a spacing consecutive windows never show it. A window drawn with stride s > 1 holds
+the frames `last - s * (W - 1 - i)` (frame 0 repeated before the episode) and only its newest
+position carries labels (the chunk after `last`), as only the newest position is executed.
 """
 
 from __future__ import annotations
@@ -156,6 +162,7 @@ class MobileVLAH5Dataset(Dataset):
         is_training: bool = True,
         rgb_pad: int = -1,
         require_full_chunks: bool = False,
+        frame_strides: Sequence[int] = (1,),
         episode_pattern: str | None = None,  # the original configs' name for `pattern`
         **kwargs: Any,  # the rest of upstream GRDataModule's kwargs (image_fn, discrete, ...)
     ):
@@ -181,6 +188,11 @@ class MobileVLAH5Dataset(Dataset):
         if not isinstance(require_full_chunks, bool):
             raise ValueError(f"dataset key 'require_full_chunks': expected true or false, got {require_full_chunks!r}")
         self.require_full_chunks = require_full_chunks
+        if (isinstance(frame_strides, (str, bytes)) or not isinstance(frame_strides, Sequence) or not frame_strides
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64 for v in frame_strides)):
+            raise ValueError(f"dataset key 'frame_strides': {frame_strides!r}; expected a non-empty list of integers in 1..64")
+        # the spacing of frames in a window is a training aid: validation and evaluation windows stay consecutive
+        self.frame_strides = tuple(frame_strides) if is_training and split == "train" else (1,)
         if episode_pattern is not None:
             pattern = episode_pattern
         self.episodes, self.invalid_files = select_episodes(
@@ -220,12 +232,11 @@ class MobileVLAH5Dataset(Dataset):
             f = self._files[path] = h5py.File(path, "r")
         return f
 
-    def _frames(self, episode: Episode, start: int) -> np.ndarray:
-        """Resized uint8 RGB frames (W, S, S, 3) of one window: from the cache, else only these frames from the file.
-
-        A window starting before frame 0 (an episode shorter than the window) repeats frame 0 in front.
+    def _frames(self, episode: Episode, start: int, stop: int | None = None) -> np.ndarray:
+        """Resized uint8 RGB frames (stop - start, S, S, 3), stop defaulting to start + window: from the cache, else only
+        these frames from the file. A window starting before frame 0 repeats frame 0 in front.
         """
-        first, stop = max(start, 0), start + self.window_size
+        first, stop = max(start, 0), start + self.window_size if stop is None else stop
         if self.cache is not None:
             frames = self.cache.frames(episode, first, stop)
         else:
@@ -246,13 +257,21 @@ class MobileVLAH5Dataset(Dataset):
         episode = self.episodes[e]
         if episode.path in self._bad:
             raise EpisodeError(episode.path, self._bad[episode.path])
+        strides = self.frame_strides
+        stride = strides[0] if len(strides) == 1 else strides[int(torch.randint(len(strides), ()))]  # as augment: torch RNG
+        last = start + self.window_size - 1
+        first = last - stride * (self.window_size - 1)  # stride 1: `start`
         try:
-            frames = self._frames(episode, start)
+            frames = self._frames(episode, first, last + 1)
         except READ_ERRORS as exc:
-            problem = f"failed to read frames {start}:{start + self.window_size} after the dataset was built ({type(exc).__name__}: {exc})"
+            problem = f"failed to read frames {first}:{last + 1} after the dataset was built ({type(exc).__name__}: {exc})"
             self._bad[episode.path] = problem
             raise EpisodeError(episode.path, problem) from None
-        steps = np.arange(start, start + self.window_size + self.chunk - 1)
+        if stride == 1:
+            steps = np.arange(start, start + self.window_size + self.chunk - 1)
+        else:  # (W,) frames `stride` apart; labels only at the newest position: steps -1 (masked) in front of its chunk
+            frames = frames[:: stride]
+            steps = np.concatenate([np.full(self.window_size - 1, -1), last + np.arange(self.chunk)])
         present = (steps >= 0) & (steps < episode.num_frames)  # False: before the episode or after its end
         actions = np.zeros((len(steps), len(ACTION_AXES)), np.float32)
         actions[present] = episode.actions[steps[present]] / self.max_speed

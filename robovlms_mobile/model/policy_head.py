@@ -39,6 +39,7 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         latent: int = 1,
         action_space: str = "continuous",
         huber_delta: float = 1.0,
+        sideways_weight: float = 1.0,
         **kwargs: Any,  # upstream _init_heads also passes tokenizer, n_bin, min/max_action, ...
     ):
         super().__init__(hidden_size, action_dim, action_space=action_space, down_sample=down_sample, latent=latent)
@@ -48,6 +49,8 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         self.fwd_pred_next_n = fwd_pred_next_n
         self.window_size = window_size
         self.huber_delta = huber_delta
+        # a sideways key is pressed in ~15 % of frames: left at weight 1, regression to the mean never learns it
+        self.sideways_weight = sideways_weight
         self.rnn = lstm_decoder(in_features * latent, hidden_size, num_layers, policy_rnn_dropout_p)
         self.actions = MLPTanhHead(hidden_size, fwd_pred_next_n * action_dim)
         if down_sample == "pooling":
@@ -97,7 +100,10 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         return velocities, None
 
     def loss(self, pred_action: Any, labels: Any, attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Masked Huber loss over valid chunk steps; labels = (velocities (B, L, n, 2), None)."""
+        """Masked Huber loss over valid chunk steps; labels = (velocities (B, L, n, 2), None).
+
+        With `sideways_weight` w != 1 the loss is a weighted mean: linear_y labels of a sideways key (nonzero) weigh w.
+        """
         if labels is None or labels[0] is None:
             return {}
         pred = pred_action[0] if isinstance(pred_action, (tuple, list)) else pred_action
@@ -105,7 +111,10 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         assert pred.shape == target.shape, f"prediction {tuple(pred.shape)} vs labels {tuple(target.shape)}"
         per_step = F.huber_loss(pred, target, reduction="none", delta=self.huber_delta)  # (B, L, n, 2)
         abs_err = (pred.detach() - target).abs()
+        weight = torch.ones_like(per_step)
+        weight[..., 1] = torch.where(target[..., 1] != 0, self.sideways_weight, 1.0)
         if attention_mask is not None:
             mask = attention_mask.bool()
-            per_step, abs_err = per_step[mask], abs_err[mask]
-        return {"loss_velocity": per_step.mean(), "mae_velocity": abs_err.mean()}
+            per_step, abs_err, weight = per_step[mask], abs_err[mask], weight[mask]
+        loss = per_step.mean() if self.sideways_weight == 1.0 else (per_step * weight).sum() / weight.sum()
+        return {"loss_velocity": loss, "mae_velocity": abs_err.mean()}

@@ -36,10 +36,11 @@ import torch
 import torch.nn.functional as F
 
 RECIPE: dict[str, Any] = {
-    "version": 3,  # v1/v2 captioned the expert's next key press and the instructed side; v3 only what the frame shows
+    "version": 4,  # v1/v2 captioned the expert's next key press and the instructed side; v3 only what the frame shows;
+    # v4: a tower that can see where (16-px patches, 64 wide), grid-coded location tokens, more frames
     "seed": 0,
     "captions": "geometry only: seen objects with colour, Kosmos-2 box, near/far; bottle hidden; floor colour",
-    "random_scenes": 150,  # model/scenes.py: random boxes, bottle, colours
+    "random_scenes": 1000,  # model/scenes.py: random boxes, bottle, colours (v3: 150, too few to learn where)
     "poses_per_scene": 4,
     "world_seed": 500,  # the task's worlds [500, k]: not the demo's [0, k], not the evaluation's [1000, k]
     "worlds_per_scenario": 3,
@@ -47,7 +48,10 @@ RECIPE: dict[str, Any] = {
     "poses_per_world": 8,
     "frame_size": [72, 128],  # as the demo's episodes and closed loop (resized to image_size anyway)
     "image_size": 224,
-    "steps": 300,
+    "vision": {"hidden": 64, "layers": 2, "heads": 4, "intermediate": 128, "patch": 16},  # 14x14 patches
+    "location_init": "sincos2d",  # model/tiny_kosmos.py: neighbouring grid cells start with similar embeddings
+    "location_loss_weight": 1.0,  # weight of the location tokens in the caption loss (words weigh 1)
+    "steps": 1000,
     "batch_size": 24,
     "learning_rate": 1e-3,
     "weight_decay": 0.01,
@@ -181,15 +185,22 @@ def encode_captions(tokenizer: Any, captions: list[str], prompt: str) -> tuple[t
 
 
 def caption_loss(backbone: torch.nn.Module, pixels: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
-                 labels: torch.Tensor) -> torch.Tensor:
-    """Next-token loss on the caption, image tokens inserted after <s> as the policy does."""
+                 labels: torch.Tensor, location_ids: torch.Tensor | None = None, location_weight: float = 1.0) -> torch.Tensor:
+    """Next-token loss on the caption, image tokens inserted after <s> as the policy does; targets among
+    `location_ids` weigh `location_weight` (a weighted mean over the caption's tokens)."""
     embed = backbone.text_model.model.embed_tokens(input_ids)  # (B, L, D)
     image = image_tokens(backbone, pixels)  # (B, n, D)
     merged = torch.cat([embed[:, :1], image, embed[:, 1:]], dim=1)
     full_mask = torch.cat([mask[:, :1], torch.ones(image.shape[:2], dtype=mask.dtype), mask[:, 1:]], dim=1)
     full_labels = torch.cat([labels[:, :1], torch.full(image.shape[:2], -100), labels[:, 1:]], dim=1)
     logits = backbone(input_ids=None, inputs_embeds=merged, attention_mask=full_mask).logits
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), full_labels[:, 1:].flatten())
+    target = full_labels[:, 1:].flatten()
+    if location_ids is None or location_weight == 1.0:
+        return F.cross_entropy(logits[:, :-1].flatten(0, 1), target)
+    per_token = F.cross_entropy(logits[:, :-1].flatten(0, 1), target, reduction="none")
+    valid = target != -100
+    weight = torch.where(torch.isin(target, location_ids), location_weight, 1.0) * valid
+    return (per_token * weight).sum() / weight.sum()
 
 
 def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: bool = False) -> dict[str, Any]:
@@ -197,18 +208,21 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
 
     from robovlms_mobile.data.transforms import normalise_frames, resize_frames
+    from robovlms_mobile.model.grounding import GRID
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
     from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 
     recipe = dict(RECIPE if recipe is None else recipe)
     ensure_kosmos2_patch()
     t0 = time.perf_counter()
-    build_tiny_kosmos2(out_dir, seed=recipe["seed"], image_size=recipe["image_size"])
+    build_tiny_kosmos2(out_dir, seed=recipe["seed"], image_size=recipe["image_size"], vision=recipe.get("vision"),
+                       location_init=recipe.get("location_init", "random"))
     data = caption_frames(recipe)
     t_data = time.perf_counter() - t0
     frames = resize_frames(data["frames"], recipe["image_size"])  # (N, S, S, 3) uint8
     tokenizer = Kosmos2Processor.from_pretrained(out_dir).tokenizer
     input_ids, mask, labels = encode_captions(tokenizer, data["captions"], recipe["prompt"])
+    location_ids = torch.tensor(tokenizer.convert_tokens_to_ids([f"<patch_index_{i:04d}>" for i in range(GRID * GRID)]))
     backbone = Kosmos2ForConditionalGeneration.from_pretrained(out_dir).train()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -224,7 +238,8 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
                 idx = torch.randint(0, n, (recipe["batch_size"],), generator=gen)
                 ids_b, mask_b, lab_b = input_ids[idx], mask[idx], labels[idx]
                 width = int(mask_b.sum(1).max())
-                loss = caption_loss(backbone, normalise_frames(frames[idx]), ids_b[:, :width], mask_b[:, :width], lab_b[:, :width])
+                loss = caption_loss(backbone, normalise_frames(frames[idx]), ids_b[:, :width], mask_b[:, :width],
+                                    lab_b[:, :width], location_ids, recipe.get("location_loss_weight", 1.0))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(backbone.parameters(), 1.0)

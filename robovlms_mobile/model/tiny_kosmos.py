@@ -8,6 +8,7 @@ Nothing is downloaded: the tokenizer is trained on a built-in navigation corpus 
 from __future__ import annotations
 
 import itertools
+import math
 import json
 import string
 from pathlib import Path
@@ -30,6 +31,7 @@ TINY_EMBED = 64  # text width of the tiny model
 # Kosmos2Processor.__call__ defaults to num_image_tokens=64, so latent_query_num must match it
 # for the processor output to be usable without passing num_image_tokens explicitly.
 LATENT_QUERY_NUM = 64
+TINY_VISION = {"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64, "patch": 32}  # the random tiny tower of tests
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -108,6 +110,19 @@ def _kosmos2_config(*, vocab: int, embed: int, layers: int, heads: int, ffn: int
                          architectures=["Kosmos2ForConditionalGeneration"])
 
 
+def _grid_code_init(model: Kosmos2ForConditionalGeneration, tokenizer, std: float, grid: int = 32) -> None:
+    """Set each <patch_index_i> embedding to a 2-D sine code of its cell (row, col), at the table's per-entry std."""
+    ids = tokenizer.convert_tokens_to_ids([f"<patch_index_{i:04d}>" for i in range(grid * grid)])
+    d = TINY_EMBED // 4
+    wavelength = torch.logspace(math.log10(4.0 * grid), math.log10(3.0), d)
+    cell = torch.arange(grid * grid)
+    row = (cell // grid).float()[:, None] * 2 * torch.pi / wavelength  # (1024, d) phases, wavelengths 4*grid..3 cells
+    col = (cell % grid).float()[:, None] * 2 * torch.pi / wavelength
+    code = torch.cat([row.sin(), row.cos(), col.sin(), col.cos()], dim=1)  # (1024, TINY_EMBED)
+    code = code / code.std() * std
+    model.text_model.model.embed_tokens.weight.data[torch.tensor(ids)] = code
+
+
 def count_parameters_on_meta(config: Kosmos2Config) -> int:
     """Count the parameters of ``Kosmos2ForConditionalGeneration(config)`` built on the meta device (no memory)."""
     with torch.device("meta"):
@@ -116,13 +131,18 @@ def count_parameters_on_meta(config: Kosmos2Config) -> int:
 
 
 def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, text_init_std: float | None = None,
-                       vision_init_factor: float = 1.0, latent_query_num: int = LATENT_QUERY_NUM) -> Path:
+                       vision_init_factor: float = 1.0, latent_query_num: int = LATENT_QUERY_NUM,
+                       vision: dict[str, int] | None = None, location_init: str = "random") -> Path:
     """Build and save a seeded random tiny Kosmos-2 plus its processor to ``out_dir``; return ``out_dir``.
 
     ``text_init_std`` defaults to ``TINY_EMBED ** -0.5``, not Kosmos-2's 0.02 (tuned for width 2048):
     at width 64, weights of std 0.02 leave the action token's state almost independent of the image
     and the instruction (swapping "left"/"right" moves it by 0.2 %), so nothing downstream can learn.
     The image-to-text latent queries get the same std, for the same reason.
+    ``vision`` overrides the vision tower (``hidden``, ``layers``, ``heads``, ``intermediate``, ``patch``;
+    default 32 wide, 2 layers, 32-px patches). ``location_init="sincos2d"`` starts the 1024
+    ``<patch_index_XXXX>`` embeddings (tied to the output layer) as a 2-D sine code of their grid cell,
+    so neighbouring cells start with similar embeddings and logits; ``"random"`` leaves them as drawn.
     """
     out_dir = Path(out_dir)
     image_processor = CLIPImageProcessor(
@@ -130,9 +150,10 @@ def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, t
         crop_size={"height": image_size, "width": image_size}, do_rescale=True, rescale_factor=1 / 255,
         do_normalize=True, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True)
     processor = Kosmos2Processor(image_processor, build_tokenizer(out_dir))  # adds 11 tags + 1024 patch tokens
+    v = {**TINY_VISION, **(vision or {})}
     config = _kosmos2_config(vocab=len(processor.tokenizer), embed=TINY_EMBED, layers=2, heads=4, ffn=128,
-                             max_pos=TINY_MAX_POSITIONS, v_hidden=32, v_layers=2, v_heads=2, v_inter=64, patch=32,
-                             image=image_size, latent=latent_query_num)
+                             max_pos=TINY_MAX_POSITIONS, v_hidden=v["hidden"], v_layers=v["layers"], v_heads=v["heads"],
+                             v_inter=v["intermediate"], patch=v["patch"], image=image_size, latent=latent_query_num)
     config.text_config.init_std = TINY_EMBED**-0.5 if text_init_std is None else float(text_init_std)
     config.vision_config.initializer_factor = float(vision_init_factor)
     with torch.random.fork_rng(devices=[]):
@@ -141,6 +162,10 @@ def build_tiny_kosmos2(out_dir: Path, *, seed: int = 0, image_size: int = 224, t
         # the latent queries (randn, norm ~8) would swamp the projected patches (norm ~1) in the
         # image-to-text attention and the 64 image tokens would barely depend on the image
         model.image_to_text_projection.latent_query.data.normal_(std=config.text_config.init_std)
+        if location_init == "sincos2d":
+            _grid_code_init(model, processor.tokenizer, config.text_config.init_std)
+        elif location_init != "random":
+            raise ValueError(f"location_init {location_init!r}: expected 'random' or 'sincos2d'")
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir

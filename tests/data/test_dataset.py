@@ -300,3 +300,23 @@ def test_unknown_split(ramp_dir):
     """An unknown split value is a ValueError naming 'split'."""
     with pytest.raises(ValueError, match="'split'"):
         make(ramp_dir, split="test")
+
+
+# --- frame strides (asynchronous execution's window spacing) ------------------------------------------------------
+
+
+def test_frame_strides_space_the_window_and_label_only_its_newest_position(ramp_dir):
+    ds = MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5, frame_strides=[3])
+    stride1 = MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5)
+    assert len(ds) == len(stride1) == 6  # two 20-frame episodes: windows ending at frames 7, 8, 9
+    item, plain = ds[2], stride1[2]
+    assert [frame_index(f) for f in item["rgb"]] == [0, 0, 0, 0, 0, 3, 6, 9]  # 9 - 3 * (7 - i), frame 0 repeated in front
+    assert [frame_index(f) for f in plain["rgb"]] == list(range(2, 10))
+    assert item["action_mask"].tolist() == [False] * 7 + [True] * 10  # the newest position's chunk: steps 9..18
+    assert torch.equal(item["actions"][7:], plain["actions"][7:]) and not item["actions"][:7].any()
+    for split in ("val", "all"):  # a training aid: validation windows stay consecutive
+        other = MobileVLAH5Dataset(str(ramp_dir), None, split="all", frame_strides=[3], is_training=split != "val")
+        assert [frame_index(f) for f in other[0]["rgb"]] == list(range(8))
+    for bad in ([], [0], "3", [1.5], [True]):
+        with pytest.raises(ValueError, match="dataset key 'frame_strides'"):
+            MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5, frame_strides=bad)

@@ -94,3 +94,13 @@ def test_training_with_window_one_does_not_stream():
     a, _ = head(x)
     b, _ = head(x)
     assert torch.equal(a, b)
+
+
+def test_sideways_weight_is_a_weighted_mean_over_sideways_labels():
+    """Known answer: one sideways label (error 1) among 4 elements weighs w; w=1 is the plain mean."""
+    pred = torch.zeros(1, 1, 2, 2)
+    labels = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])  # forward, then a sideways key: errors 1, 0, 0, 1
+    h = lambda e: 0.5 * e * e  # Huber below delta 1
+    assert make_head(fwd_pred_next_n=2).loss(pred, (labels, None))["loss_velocity"].item() == pytest.approx(2 * h(1.0) / 4)
+    weighted = make_head(fwd_pred_next_n=2, sideways_weight=4.0).loss(pred, (labels, None))["loss_velocity"].item()
+    assert weighted == pytest.approx((h(1.0) + 4 * h(1.0)) / (3 + 4))

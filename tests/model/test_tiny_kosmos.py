@@ -96,3 +96,21 @@ def test_last_token_state_carries_the_instruction_and_the_image(tiny_dir):
     image_change = (last_state("left", images[1]) - ref).norm() / ref.norm()
     # Kosmos-2's own init (std 0.02, latent queries randn): 0.002 and 0.0003; text std only: 0.06 and 0.08
     assert text_change > 0.02 and image_change > 0.15, (float(text_change), float(image_change))
+
+
+def test_vision_override_and_grid_coded_location_tokens(tmp_path):
+    """`vision=` sizes the tower; `location_init="sincos2d"`: neighbouring grid cells have the most similar embeddings."""
+    from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
+
+    out = build_tiny_kosmos2(tmp_path, vision={"hidden": 64, "heads": 4, "intermediate": 128, "patch": 16},
+                             location_init="sincos2d")
+    model = Kosmos2ForConditionalGeneration.from_pretrained(out)
+    assert (model.config.vision_config.hidden_size, model.config.vision_config.patch_size) == (64, 16)
+    tok = Kosmos2Processor.from_pretrained(out).tokenizer
+    emb = model.text_model.model.embed_tokens.weight.detach()
+    cell = lambda r, c: emb[tok.convert_tokens_to_ids(f"<patch_index_{r * 32 + c:04d}>")]
+    cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    assert cos(cell(10, 10), cell(10, 11)) > cos(cell(10, 10), cell(10, 20)) and cos(cell(10, 10), cell(11, 10)) > cos(cell(10, 10), cell(25, 10))
+    assert model.text_model.lm_head.weight.data_ptr() == model.text_model.model.embed_tokens.weight.data_ptr()  # tied: the output layer is grid coded too
+    with pytest.raises(ValueError, match="location_init 'bogus'"):
+        build_tiny_kosmos2(tmp_path / "bad", location_init="bogus")
