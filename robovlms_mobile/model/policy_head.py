@@ -49,7 +49,7 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         self.fwd_pred_next_n = fwd_pred_next_n
         self.window_size = window_size
         self.huber_delta = huber_delta
-        # a sideways key is pressed in ~15 % of frames: left at weight 1, regression to the mean never learns it
+        # a sideways key is pressed in ~15 % of frames; weighting them was tried on the CNN without gain (results §0c)
         self.sideways_weight = sideways_weight
         self.rnn = lstm_decoder(in_features * latent, hidden_size, num_layers, policy_rnn_dropout_p)
         self.actions = MLPTanhHead(hidden_size, fwd_pred_next_n * action_dim)
