@@ -126,14 +126,14 @@ class FrameCache:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, path)
 
-    def frames(self, episode: Episode, start: int, stop: int) -> np.ndarray:
-        """Resized RGB uint8 frames [start, stop) of a built episode (n, S, S, 3)."""
+    def frames(self, episode: Episode, start: int, stop: int, step: int = 1) -> np.ndarray:
+        """Resized RGB uint8 frames start, start + step, ... < stop of a built episode (n, S, S, 3)."""
         if self._pid != os.getpid():  # forked worker: own maps
             self._maps, self._pid = {}, os.getpid()
         data = self._maps.get(episode.path)
         if data is None:
             data = self._maps[episode.path] = np.load(self._entries[episode.path], mmap_mode="r")
-        return np.array(data[start:stop])
+        return np.array(data[start:stop:step])
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

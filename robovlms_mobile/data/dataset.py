@@ -232,25 +232,34 @@ class MobileVLAH5Dataset(Dataset):
             f = self._files[path] = h5py.File(path, "r")
         return f
 
-    def _frames(self, episode: Episode, start: int, stop: int | None = None) -> np.ndarray:
-        """Resized uint8 RGB frames (stop - start, S, S, 3), stop defaulting to start + window: from the cache, else only
-        these frames from the file. A window starting before frame 0 repeats frame 0 in front.
+    def _frames(self, episode: Episode, start: int, step: int = 1) -> np.ndarray:
+        """Resized uint8 RGB frames (W, S, S, 3) at start, start + step, ...: from the cache, else only these frames
+        from the file. Positions before frame 0 repeat frame 0.
         """
-        first, stop = max(start, 0), start + self.window_size if stop is None else stop
+        before = -(start // step) if start < 0 else 0  # positions before frame 0
+        first, stop = start + before * step, start + self.window_size * step - step + 1
+        frames = self._read(episode, first, stop, step)
+        if before:
+            head = frames[:1] if first == 0 else self._read(episode, 0, 1, 1)
+            frames = np.concatenate([np.repeat(head, before, 0), frames])
+        return frames
+
+    def _read(self, episode: Episode, first: int, stop: int, step: int) -> np.ndarray:
+        """Resized frames first, first + step, ... < stop, all inside the episode."""
         if self.cache is not None:
-            frames = self.cache.frames(episode, first, stop)
-        else:
-            try:
-                stored, bgr = read_frames_stored(self._file(episode.path), episode, first, stop, min_size=self.image_size)
-                if len(stored) != stop - first:
-                    raise ValueError(f"read {len(stored)} frames, expected {stop - first}")
-            except READ_ERRORS:
-                f = self._files.pop(episode.path, None)
-                if f is not None:
-                    f.close()
-                raise
-            frames = resize_frames(stored, self.image_size, bgr=bgr).numpy()
-        return np.concatenate([np.repeat(frames[:1], first - start, 0), frames]) if start < 0 else frames
+            return self.cache.frames(episode, first, stop, step)
+        expected = len(range(first, stop, step))
+        try:
+            stored, bgr = read_frames_stored(self._file(episode.path), episode, first, stop, min_size=self.image_size,
+                                             step=step)
+            if len(stored) != expected:
+                raise ValueError(f"read {len(stored)} frames, expected {expected}")
+        except READ_ERRORS:
+            f = self._files.pop(episode.path, None)
+            if f is not None:
+                f.close()
+            raise
+        return resize_frames(stored, self.image_size, bgr=bgr).numpy()
 
     def _item(self, i: int) -> dict[str, Any]:
         e, start = self.index[i]
@@ -262,15 +271,14 @@ class MobileVLAH5Dataset(Dataset):
         last = start + self.window_size - 1
         first = last - stride * (self.window_size - 1)  # stride 1: `start`
         try:
-            frames = self._frames(episode, first, last + 1)
+            frames = self._frames(episode, first, stride)  # (W, S, S, 3): only the window's own frames are decoded
         except READ_ERRORS as exc:
             problem = f"failed to read frames {first}:{last + 1} after the dataset was built ({type(exc).__name__}: {exc})"
             self._bad[episode.path] = problem
             raise EpisodeError(episode.path, problem) from None
         if stride == 1:
             steps = np.arange(start, start + self.window_size + self.chunk - 1)
-        else:  # (W,) frames `stride` apart; labels only at the newest position: steps -1 (masked) in front of its chunk
-            frames = frames[:: stride]
+        else:  # frames `stride` apart; labels only at the newest position: steps -1 (masked) in front of its chunk
             steps = np.concatenate([np.full(self.window_size - 1, -1), last + np.arange(self.chunk)])
         present = (steps >= 0) & (steps < episode.num_frames)  # False: before the episode or after its end
         actions = np.zeros((len(steps), len(ACTION_AXES)), np.float32)

@@ -43,15 +43,17 @@ def decode_jpeg(buf: bytes | np.ndarray, min_size: int | None = None, expect: tu
     return np.asarray(decode_checked(img))
 
 
-def read_frames_stored(f: h5py.File, episode, start: int, stop: int, *, min_size: int | None = None) -> tuple[np.ndarray, bool]:
-    """Frames [start, stop) as stored (n, H, W, 3) and whether their order is BGR (V4, V5 JPEG): swap after resizing.
+def read_frames_stored(f: h5py.File, episode, start: int, stop: int, *, min_size: int | None = None,
+                       step: int = 1) -> tuple[np.ndarray, bool]:
+    """Frames start, start + step, ... < stop as stored (n, H, W, 3) and whether their order is BGR (V4, V5 JPEG):
+    swap after resizing. Only those frames are read and decoded.
 
     `min_size`: the frames are about to be resized to that size; JPEG frames may come back smaller than stored.
     """
     images = f[episode.image_key]
     if episode.storage == "jpeg":
         frames = []
-        for t, buf in enumerate(images[start:stop], start):
+        for t, buf in zip(range(start, stop, step), images[start:stop:step]):
             try:
                 frames.append(decode_jpeg(buf, min_size, episode.frame_shape[:2]))
             except ImageError as exc:
@@ -60,7 +62,7 @@ def read_frames_stored(f: h5py.File, episode, start: int, stop: int, *, min_size
             raise ValueError(f"JPEG frames {start}:{stop} have sizes {sorted({x.shape for x in frames})}, "
                              f"expected {tuple(episode.frame_shape)}")
         return np.stack(frames), True
-    frames = images[start:stop]
+    frames = images[start:stop:step]
     if frames.shape[1:] != tuple(episode.frame_shape):
         raise ValueError(f"read frames of shape {frames.shape}, expected (n, {', '.join(map(str, episode.frame_shape))})")
     return frames, episode.generation == "v4"

@@ -92,6 +92,11 @@ def visible_objects(objects: tuple[SceneObject, ...], x: float, y: float, size: 
     return sorted(seen, key=lambda s: (round(s[2], 6), (s[1][1] + s[1][3]) / 2))
 
 
+def location_token_names(grid: int = GRID) -> list[str]:
+    """The grid's Kosmos-2 location tokens, `<patch_index_0000>` ... in cell order (row-major)."""
+    return [f"<patch_index_{i:04d}>" for i in range(grid * grid)]
+
+
 def patch_tokens(bbox: tuple[int, int, int, int], size: tuple[int, int]) -> str:
     """Kosmos-2 location tokens of an inclusive pixel box (r0, c0, r1, c1), as its processor writes them."""
     from transformers.models.kosmos2.processing_kosmos2 import coordinate_to_patch_index

@@ -111,10 +111,13 @@ class MobileVLALSTMDecoder(BasePolicyHead):
         assert pred.shape == target.shape, f"prediction {tuple(pred.shape)} vs labels {tuple(target.shape)}"
         per_step = F.huber_loss(pred, target, reduction="none", delta=self.huber_delta)  # (B, L, n, 2)
         abs_err = (pred.detach() - target).abs()
-        weight = torch.ones_like(per_step)
-        weight[..., 1] = torch.where(target[..., 1] != 0, self.sideways_weight, 1.0)
+        weight = None
+        if self.sideways_weight != 1.0:  # (B, L, n, 2): linear_y of a sideways key weighs w, the rest 1
+            weight = torch.ones_like(per_step)
+            weight[..., 1] = torch.where(target[..., 1] != 0, self.sideways_weight, 1.0)
         if attention_mask is not None:
             mask = attention_mask.bool()
-            per_step, abs_err, weight = per_step[mask], abs_err[mask], weight[mask]
-        loss = per_step.mean() if self.sideways_weight == 1.0 else (per_step * weight).sum() / weight.sum()
+            per_step, abs_err = per_step[mask], abs_err[mask]
+            weight = None if weight is None else weight[mask]
+        loss = per_step.mean() if weight is None else (per_step * weight).sum() / weight.sum()
         return {"loss_velocity": loss, "mae_velocity": abs_err.mean()}

@@ -208,7 +208,7 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
 
     from robovlms_mobile.data.transforms import normalise_frames, resize_frames
-    from robovlms_mobile.model.grounding import GRID
+    from robovlms_mobile.model.grounding import location_token_names
     from robovlms_mobile.model.tiny_kosmos import build_tiny_kosmos2
     from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 
@@ -222,7 +222,7 @@ def pretrain(out_dir: Path, recipe: dict[str, Any] | None = None, *, progress: b
     frames = resize_frames(data["frames"], recipe["image_size"])  # (N, S, S, 3) uint8
     tokenizer = Kosmos2Processor.from_pretrained(out_dir).tokenizer
     input_ids, mask, labels = encode_captions(tokenizer, data["captions"], recipe["prompt"])
-    location_ids = torch.tensor(tokenizer.convert_tokens_to_ids([f"<patch_index_{i:04d}>" for i in range(GRID * GRID)]))
+    location_ids = torch.tensor(tokenizer.convert_tokens_to_ids(location_token_names()))
     backbone = Kosmos2ForConditionalGeneration.from_pretrained(out_dir).train()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)

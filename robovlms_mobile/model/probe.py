@@ -25,7 +25,7 @@ def caption_probe(model_dir: str | Path, world_seed: int = 1000, worlds: int = 1
     from transformers import Kosmos2ForConditionalGeneration, Kosmos2Processor
 
     from robovlms_mobile.data.transforms import preprocess_frames
-    from robovlms_mobile.model.grounding import GRID, grounded_caption
+    from robovlms_mobile.model.grounding import GRID, grounded_caption, location_token_names
     from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
     from robovlms_mobile.model.pretrain import encode_captions, image_tokens
     from robovlms_mobile.model.scenes import random_poses
@@ -35,7 +35,7 @@ def caption_probe(model_dir: str | Path, world_seed: int = 1000, worlds: int = 1
     ensure_kosmos2_patch()
     tok = Kosmos2Processor.from_pretrained(model_dir).tokenizer
     model = Kosmos2ForConditionalGeneration.from_pretrained(model_dir).eval()
-    patch_ids = {tok.convert_tokens_to_ids(f"<patch_index_{i:04d}>"): i for i in range(GRID * GRID)}
+    patch_ids = {tok.convert_tokens_to_ids(name): i for i, name in enumerate(location_token_names())}
     rng = np.random.default_rng(seed)
     frames, captions = [], []
     for k in range(worlds):

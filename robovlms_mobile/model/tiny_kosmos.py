@@ -8,8 +8,8 @@ Nothing is downloaded: the tokenizer is trained on a built-in navigation corpus 
 from __future__ import annotations
 
 import itertools
-import math
 import json
+import math
 import string
 from pathlib import Path
 
@@ -110,9 +110,11 @@ def _kosmos2_config(*, vocab: int, embed: int, layers: int, heads: int, ffn: int
                          architectures=["Kosmos2ForConditionalGeneration"])
 
 
-def _grid_code_init(model: Kosmos2ForConditionalGeneration, tokenizer, std: float, grid: int = 32) -> None:
+def _grid_code_init(model: Kosmos2ForConditionalGeneration, tokenizer, std: float) -> None:
     """Set each <patch_index_i> embedding to a 2-D sine code of its cell (row, col), at the table's per-entry std."""
-    ids = tokenizer.convert_tokens_to_ids([f"<patch_index_{i:04d}>" for i in range(grid * grid)])
+    from robovlms_mobile.model.grounding import GRID as grid, location_token_names
+
+    ids = tokenizer.convert_tokens_to_ids(location_token_names(grid))
     d = TINY_EMBED // 4
     wavelength = torch.logspace(math.log10(4.0 * grid), math.log10(3.0), d)
     cell = torch.arange(grid * grid)

@@ -305,7 +305,7 @@ def test_unknown_split(ramp_dir):
 # --- frame strides (asynchronous execution's window spacing) ------------------------------------------------------
 
 
-def test_frame_strides_space_the_window_and_label_only_its_newest_position(ramp_dir):
+def test_frame_strides_space_the_window_and_label_only_its_newest_position(ramp_dir, tmp_path):
     ds = MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5, frame_strides=[3])
     stride1 = MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5)
     assert len(ds) == len(stride1) == 6  # two 20-frame episodes: windows ending at frames 7, 8, 9
@@ -314,6 +314,11 @@ def test_frame_strides_space_the_window_and_label_only_its_newest_position(ramp_
     assert [frame_index(f) for f in plain["rgb"]] == list(range(2, 10))
     assert item["action_mask"].tolist() == [False] * 7 + [True] * 10  # the newest position's chunk: steps 9..18
     assert torch.equal(item["actions"][7:], plain["actions"][7:]) and not item["actions"][:7].any()
+    cached = MobileVLAH5Dataset(str(ramp_dir), None, split="train", val_ratio=0.5, frame_strides=[3],
+                                cache_dir=str(tmp_path / "cache"))
+    assert [frame_index(f) for f in cached[2]["rgb"]] == [0, 0, 0, 0, 0, 3, 6, 9]  # the cache reads the same frames
+    for d in (ds, cached):  # frame 0 is not on the stride: it is read apart for the positions before the episode
+        assert [frame_index(f) for f in d[1]["rgb"]] == [0, 0, 0, 0, 0, 2, 5, 8]
     for split in ("val", "all"):  # a training aid: validation windows stay consecutive
         other = MobileVLAH5Dataset(str(ramp_dir), None, split="all", frame_strides=[3], is_training=split != "val")
         assert [frame_index(f) for f in other[0]["rgb"]] == list(range(8))
