@@ -7,7 +7,10 @@ sync = wait for every answer (receding horizon: one query per step, the robot st
 waits), async = keep executing the queued chunk while the next query runs (one query in flight,
 its answer D steps after its frame, first D actions dropped, merged by latest / ensemble /
 crossfade). Delay is simulated in steps of 0.4 s (eval/execution.py), so every figure is
-deterministic; rows are means over the checkpoints.
+deterministic; rows are means over the checkpoints. One reference row, `sync reuse delay 0`,
+executes as many steps of each chunk as the largest delay from a fresh frame with no delay: what
+the chunk is worth open loop, apart from its age. A head trained with `act_head.committed_steps`
+is told the committed actions (`--no-committed`: not); `--history-frames W` caps the head's window.
 
 Last line: `idle_ratio_sync= idle_ratio_async= success_async_d5_over_d0= jerk_async_over_sync=`
 - idle_ratio_*: idle steps / all steps at the largest delay (sync, and async with --merge latest), the
@@ -73,12 +76,13 @@ def demo_checkpoints(max_steps: int | None = None) -> list[Path]:
     return [out / "last.ckpt"]
 
 
-def drive(policy, execution, delay: int, scenarios, episodes: int, max_steps: int, frame_size) -> dict:
-    """Closed-loop figures of `policy` under one execution and delay."""
+def drive(policy, execution, delay: int, scenarios, episodes: int, max_steps: int, frame_size, committed: bool = True) -> dict:
+    """Closed-loop figures of `policy` under one execution and delay (`committed`: tell a head that takes them)."""
     from robovlms_mobile.eval.closed_loop import evaluate_closed_loop
     from robovlms_mobile.eval.execution import ExecutedPolicy
 
-    executed = ExecutedPolicy(policy.predict_chunk, policy.reset, policy.meta.chunk, execution, delay_steps=delay)
+    executed = ExecutedPolicy(policy.predict_chunk, policy.reset, policy.meta.chunk, execution, delay_steps=delay,
+                              committed_steps=policy.committed_steps if committed else 0)
     report = evaluate_closed_loop(executed, scenarios, episodes, frame_size=frame_size, max_steps=max_steps)
     return {k: report["overall"][k] for k in KEYS} | {"queries": executed.executor.queries}
 
@@ -91,6 +95,11 @@ def main() -> None:
     parser.add_argument("--merges", default="latest,ensemble,crossfade")
     parser.add_argument("--episodes", type=int, default=2, help="worlds per scenario (default: the demo's 2)")
     parser.add_argument("--max-steps", type=int, help="when it trains its own checkpoint: stop after this many steps")
+    parser.add_argument("--history-frames", type=int,
+                        help="frames the head's window keeps at inference, 1..window (default: the window); fewer is "
+                             "in distribution (training judges every window position)")
+    parser.add_argument("--no-committed", action="store_true",
+                        help="never tell the head the committed actions (for a head trained with act_head.committed_steps)")
     parser.add_argument("--tiny", action="store_true", help="format check: tiny 2-step checkpoint, 1 scenario, 8 steps")
     args = parser.parse_args()
 
@@ -114,14 +123,20 @@ def main() -> None:
         os.chdir(REPO)  # the demo config's paths are relative to the repository
         checkpoints = args.checkpoints or demo_checkpoints(args.max_steps)
     # async at delay 0 (a query every step, latest wins) is the receding horizon, i.e. sync at delay 0: not rerun
-    runs = [("sync", "receding", d) for d in delays] + [("async", m, d) for m in merges for d in delays if d > 0]
+    # sync "reuse": the largest delay's count of steps of each chunk from a fresh frame, no delay: what the chunk is
+    # worth open loop, apart from the delay (async executes steps d..9 of a chunk from a frame d steps old)
+    runs = ([("sync", "receding", d) for d in delays] + [("sync", "reuse", 0)]
+            + [("async", m, d) for m in merges for d in delays if d > 0])
     rows: dict[tuple[str, str, int], list[dict]] = {run: [] for run in runs}
     for ckpt in checkpoints:
-        policy = InProcessPolicy.from_checkpoint(ckpt)
+        policy = InProcessPolicy.from_checkpoint(ckpt, history_frames=args.history_frames)
+        if policy.committed_steps:
+            print(f"{ckpt.parent.name}: head takes {policy.committed_steps} committed actions"
+                  f"{' (not told: --no-committed)' if args.no_committed else ''}", flush=True)
         for execution, merge, delay in runs:
-            spec = (ExecutionSpec("sync", strategy=StrategySpec("receding")) if execution == "sync"
-                    else ExecutionSpec("async", merge))
-            row = drive(policy, spec, delay, scenarios, episodes, max_steps, FRAME_SIZE)
+            spec = (ExecutionSpec("async", merge) if execution == "async" else
+                    ExecutionSpec("sync", strategy=StrategySpec(merge, reuse_steps=max(delays[-1], 1))))
+            row = drive(policy, spec, delay, scenarios, episodes, max_steps, FRAME_SIZE, not args.no_committed)
             rows[(execution, merge, delay)].append(row)
             print(f"{ckpt.parent.name}: {execution:<5} {merge:<9} delay {delay}: "
                   + " ".join(f"{k}={row[k]:.3f}" for k in KEYS) + f" queries={row['queries']}", flush=True)

@@ -14,6 +14,10 @@ class ConfigError(ValueError):
     """A config value that is missing, unknown or of the wrong type; the message names the file and key."""
 
 
+class StoppedBySignal(Exception):
+    """A long run ended by SIGTERM after saving what it had; the message says where and how to resume (exit 143)."""
+
+
 class DuplicateKeyError(ValueError):
     """A key given twice in one JSON object (`json` would keep the last silently); args[0] is the key."""
 

@@ -89,7 +89,8 @@ def test_async_exec_benchmark_smoke_on_the_tiny_model(tmp_path):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = [line for line in proc.stdout.splitlines() if " delay " in line and "success_rate=" in line]
-    assert len(rows) == 2 * 5  # per checkpoint and mean: sync at delays 0 and 5, three merges async at delay 5
+    # per checkpoint and mean: sync at delays 0 and 5, sync reuse at delay 0, three merges async at delay 5
+    assert len(rows) == 2 * 6 and sum(" reuse " in r for r in rows) == 2
     last = dict(kv.split("=") for kv in proc.stdout.strip().splitlines()[-1].split())
     assert list(last) == LAST_LINE["async_exec.py"]
     assert float(last["idle_ratio_sync"]) > 0  # sync waits 5 steps for every answer

@@ -145,6 +145,7 @@ def _act_head(stored: _Stored, window: int, chunk: int) -> dict[str, Any]:
         "latent": stored.integer("latent", 1, 64, 1),
         "huber_delta": stored.number("huber_delta", 0.0, 100.0, 1.0, open_lo=True),
         "sideways_weight": stored.number("sideways_weight", 0.0, 100.0, 1.0, open_lo=True),
+        "committed_steps": stored.integer("committed_steps", 0, max(chunk - 1, 0), 0),
         "window_size": window, "fwd_pred_next_n": chunk,  # what upstream passes the head (the top-level values)
     }
 

@@ -1,7 +1,7 @@
 """The one policy that turns an error into an exit code and a single line on stderr.
 
 - 0: done; 2: the input was refused (a file, key, field or flag), with one line saying which and
-  what was expected; 130: interrupted; 1: anything else, also one line (set
+  what was expected; 130: interrupted; 143: stopped by SIGTERM (one line: what was saved); 1: anything else, also one line (set
   ROBOVLMS_MOBILE_DEBUG=1 for the traceback). A traceback is never the answer to bad input.
 """
 
@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Callable
 
-from robovlms_mobile.errors import clip
+from robovlms_mobile.errors import StoppedBySignal, clip
 
 MAX_PATH_ECHO = 1024  # a path the user gave is shown as it is up to this length, clipped beyond
 DEBUG_ENV = "ROBOVLMS_MOBILE_DEBUG"
@@ -45,6 +45,9 @@ def run_command(prog: str, func: Callable[[], int | None]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except StoppedBySignal as exc:
+        print(f"{prog}: stopped: {one_line(exc)}", file=sys.stderr)
+        return 143
     except Exception as exc:  # noqa: BLE001 - this is the one place that decides what the user sees
         if os.environ.get(DEBUG_ENV) == "1":
             raise

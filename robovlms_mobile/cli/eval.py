@@ -154,7 +154,9 @@ def _cmd_closed_loop(args: argparse.Namespace) -> int:
                         "reference": args.reference, "blank_instruction": args.blank_instruction,
                         "dtype": None if args.server else args.dtype, "chunk_steps": args.chunk_steps, "train_data": train_data,
                         "execution": execution.describe() if execution else {"execution": "sync", "direct": True},
-                        "delay_steps": "from_server" if args.delay_from_server else args.delay_steps}
+                        "delay_steps": "from_server" if args.delay_from_server else args.delay_steps,
+                        "committed_steps": (getattr(base, "committed_steps", 0)
+                                            if args.committed == "auto" and args.execution == "async" else 0)}
     report["plot"] = str(plot_closed_loop(report, out / "closed_loop.png"))
     write_text(out / "report.json", json.dumps(report, indent=2), inputs)
     extra = {"seen_in_training": report["seen_in_training"]} if "seen_in_training" in report else {}
@@ -178,11 +180,12 @@ def _executed(policy, args: argparse.Namespace):
         source = policy.predict_chunk
     else:
         chunk_size, source = policy.meta.chunk, policy.predict_chunk
+    committed = getattr(policy, "committed_steps", 0) if args.committed == "auto" and args.execution == "async" else 0
     if args.delay_steps > chunk_size:
         raise UsageError(f"--delay-steps must be in 0..{chunk_size} (the chunk length), got {args.delay_steps}")
     try:
         return ExecutedPolicy(source, policy.reset, chunk_size, spec, delay_steps=args.delay_steps,
-                              step_s=STEP_S if args.delay_from_server else None), spec
+                              step_s=STEP_S if args.delay_from_server else None, committed_steps=committed), spec
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

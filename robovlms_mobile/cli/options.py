@@ -170,6 +170,9 @@ def add_execution_options(p: argparse.ArgumentParser, *, ensemble_decay: bool = 
         p.add_argument("--ensemble-decay", type=nonnegative_float, default=DEFAULT_ENSEMBLE_DECAY,
                        help="weight exp(-decay * i), i = 0 for the oldest prediction, with --merge ensemble "
                             "(default: %(default)s)")
+    p.add_argument("--committed", choices=("auto", "off"), default="auto",
+                   help="async: auto = tell a head trained with act_head.committed_steps the actions that run while "
+                        "its query is out (training-time RTC); off = never (default: %(default)s)")
 
 
 def execution_spec(args: argparse.Namespace, strategy=None):

@@ -105,7 +105,8 @@ def run_bridge(args: argparse.Namespace) -> int:
             config = dataclasses.replace(config, max_horizon_s=2 * chunk_size * step_s)
         controller = DriveController(source, SafetyLayer(config), args.instruction, max_frame_age_s=args.max_frame_age,
                                      on_action=_action_logger(args.action_log) if args.action_log else None,
-                                     executor=executor, step_s=step_s)
+                                     executor=executor, step_s=step_s,
+                                     committed_steps=getattr(source, "committed_steps", 0) if args.committed == "auto" else 0)
     except (RosUnavailableError, RuntimeError) as exc:  # no ROS here, or the policy server is not usable
         raise UsageError(str(exc)) from None
     run_node(controller, topics, allow_network_discovery=args.allow_network_discovery)

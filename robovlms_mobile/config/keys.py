@@ -194,7 +194,10 @@ ACT_HEAD: dict[str, Key] = {
     "with_history": used("the LSTM runs over the window's history", boolean),
     "history_type": used("'post': history after the VLM (streaming at inference)", one_of("post", "pre")),
     "huber_delta": used("Huber loss delta", number(0, lo_open=True)),
-    "sideways_weight": used("loss weight of linear_y labels where a sideways key was pressed (default 1)", number(0, lo_open=True)),
+    "sideways_weight": used("loss weight of linear_y labels where a sideways key was pressed (default 1)",
+                            number(0, 100, lo_open=True)),
+    "committed_steps": used("training-time RTC: condition on up to this many committed chunk steps (0: off, < chunk)",
+                            integer(0)),
 }
 
 DATASET: dict[str, Key] = {

@@ -6,7 +6,10 @@ per-step policy through a `runtime.executor` execution (sync or async). Its answ
 query really took mapped to steps: ceil(seconds / step_s), the first step that starts after the
 answer came back. `act` returns None on an idle step (nothing to execute: the robot stands still,
 which is no stop). The simulator is static, so the frame a query was sent with still shows where
-the robot is for as long as it stands.
+the robot is for as long as it stands. With `committed_steps` k > 0 (a head trained with
+`act_head.committed_steps`) each query also carries the actions that will run while it is out:
+the executor's plan for the next min(k, expected delay) steps, the expected delay being
+`delay_steps`, or the last measured one.
 """
 
 from __future__ import annotations
@@ -19,16 +22,19 @@ import numpy as np
 
 from robovlms_mobile.runtime.executor import ChunkExecutor, ExecutionSpec, Ticket
 
-ChunkSource = Callable[[np.ndarray, str], np.ndarray]
+ChunkSource = Callable[..., np.ndarray]  # (frame, instruction[, committed (k, 2) m/s]) -> (n, 2) m/s
 
 
 class ExecutedPolicy:
     """One episode at a time: queries `chunk_source` when the executor asks, delivers each answer late."""
 
     def __init__(self, chunk_source: ChunkSource, reset_source: Callable[[], None], chunk_size: int,
-                 execution: ExecutionSpec, *, delay_steps: int = 0, step_s: float | None = None):
+                 execution: ExecutionSpec, *, delay_steps: int = 0, step_s: float | None = None, committed_steps: int = 0):
         if not 0 <= delay_steps <= chunk_size:
             raise ValueError(f"delay steps must be in 0..{chunk_size} (the chunk length), got {delay_steps}")
+        if not 0 <= committed_steps < chunk_size:
+            raise ValueError(f"committed steps must be in 0..{chunk_size - 1}, got {committed_steps}")
+        self.committed_steps = committed_steps
         self.chunk_source, self.reset_source = chunk_source, reset_source
         self.execution, self.delay_steps, self.step_s = execution, delay_steps, step_s
         self.executor: ChunkExecutor = execution.build(chunk_size)
@@ -48,7 +54,12 @@ class ExecutedPolicy:
         if self.executor.needs_query(step):
             ticket = self.executor.begin(step)
             started = time.perf_counter()
-            chunk = self.chunk_source(frame, instruction)
+            if self.committed_steps:
+                expected = self.delay_steps if self.step_s is None else (self.delays[-1] if self.delays else 0)
+                committed = self.executor.committed(step, min(self.committed_steps, expected))
+                chunk = self.chunk_source(frame, instruction, committed)
+            else:
+                chunk = self.chunk_source(frame, instruction)
             delay = self.delay_steps if self.step_s is None else math.ceil((time.perf_counter() - started) / self.step_s)
             self.delays.append(delay)
             self._pending.append((step + delay, ticket, chunk))

@@ -11,7 +11,9 @@ Asynchronous execution (an `AsyncExecutor` given): the tick asks the source for 
 on the newest frame whenever the executor's queue is under its threshold, while the safety
 layer keeps executing the plan already queued. Control steps are `step_s` seconds on the
 controller clock; the answer is aligned by the steps that passed since its frame, merged, and
-the queue goes to the safety layer as a plan with every action's scheduled time. A failing
+the queue goes to the safety layer as a plan with every action's scheduled time. With
+`committed_steps` k > 0 (a head trained with committed actions) each query carries the
+executed and queued actions of the next min(k, last measured delay) steps from its frame. A failing
 source drops the plan (zero at once); an e-stop, its release or a new instruction starts a new
 executor episode, so no answer to an earlier query is executed after it.
 
@@ -54,11 +56,13 @@ class DriveController:
     def __init__(self, source: Policy, safety: SafetyLayer, instruction: str, *,
                  max_frame_age_s: float = 0.5, clock: Callable[[], float] | None = None,
                  on_action: Callable[[dict[str, Any]], None] | None = None,
-                 executor: AsyncExecutor | None = None, step_s: float | None = None):
+                 executor: AsyncExecutor | None = None, step_s: float | None = None, committed_steps: int = 0):
         check_instruction(instruction, where="--instruction")
         if executor is not None and not (step_s and step_s > 0 and math.isfinite(step_s)):
             raise ValueError(f"asynchronous execution needs a step length in seconds > 0, got {step_s!r}")
         self.executor, self.step_s = executor, step_s
+        self.committed_steps = committed_steps if executor is not None else 0
+        self._last_delay = 0  # steps the newest answer took: what the next query is expected to take
         self.source, self.safety = source, safety
         self.clock = clock or safety.clock
         self.max_frame_age_s = max_frame_age_s
@@ -154,8 +158,14 @@ class DriveController:
         epoch = self.safety.epoch  # an e-stop from here on makes this answer stale
         ticket = executor.begin(self.step_of(frame.stamp))
         try:
-            chunk = np.asarray(self.source.predict_chunk(frame.image, self._instruction), dtype=np.float64)
+            if self.committed_steps:
+                committed = executor.committed(ticket.frame_step, min(self.committed_steps, self._last_delay))
+                chunk = self.source.predict_chunk(frame.image, self._instruction, committed)
+            else:
+                chunk = self.source.predict_chunk(frame.image, self._instruction)
+            chunk = np.asarray(chunk, dtype=np.float64)
             answered = self.clock()
+            self._last_delay = max(0, self.step_of(answered) - ticket.frame_step)
             merged = executor.receive(ticket, chunk, self.step_of(answered))
         except Exception as exc:  # noqa: BLE001 - network, server, model, malformed chunk: stop now
             executor.fail(ticket)

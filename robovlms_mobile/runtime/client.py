@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from typing import Any, Callable
 
 import httpx
@@ -108,12 +109,18 @@ class PolicyClient:
         body = {"episode_id": episode_id} if episode_id else {}
         return self._send("POST", "/reset", json=body)["episode_id"]
 
-    def act(self, image: Frame, instruction: str, episode_id: str | None = None, start: bool = False) -> dict[str, Any]:
-        """Native POST /act with an RGB frame (sent as JPEG) or already encoded JPEG/PNG bytes."""
+    def act(self, image: Frame, instruction: str, episode_id: str | None = None, start: bool = False,
+            committed: np.ndarray | None = None) -> dict[str, Any]:
+        """Native POST /act with an RGB frame (sent as JPEG) or already encoded JPEG/PNG bytes.
+
+        `committed` (k, 2) m/s: the actions that run while this query is out (a head trained with them reads them).
+        """
         if self.api != "native":
             raise ValueError("act() is the native API; an original server takes predict()")
         data = as_image_bytes(image)
         fields = {"instruction": instruction}
+        if committed is not None and len(committed):
+            fields["committed"] = json.dumps(np.asarray(committed, dtype=np.float64).reshape(-1, 2).tolist())
         if episode_id is not None:
             fields["episode_id"] = episode_id
         if start:
@@ -160,6 +167,7 @@ class RemotePolicy:
         self.episode_id: str | None = None
         self.started = False
         self.restarts = 0  # times the server had evicted or lost our episode
+        self._committed_steps: int | None = None  # from /health, on first use
         self.last: dict[str, Any] | None = None
 
     @classmethod
@@ -167,32 +175,44 @@ class RemotePolicy:
         """A RemotePolicy with its own client."""
         return cls(PolicyClient(url, api_key=api_key, timeout=timeout, api=api))
 
-    def act(self, frame: Frame, instruction: str) -> np.ndarray:
+    def act(self, frame: Frame, instruction: str, committed: np.ndarray | None = None) -> np.ndarray:
         if not self.started:
             self.reset()
         if self.client.api == "original":
             self.last = self.client.predict(frame, instruction, **self.predict_extra)
             return reply_velocity(self.last, "action", f"{self.client.base_url}/predict")
         try:
-            self.last = self.client.act(frame, instruction, episode_id=self.episode_id)
+            self.last = self.client.act(frame, instruction, episode_id=self.episode_id, committed=committed)
         except PolicyServerError as exc:
             if exc.code != "unknown_episode":
                 raise
             # evicted or server restarted: the window starts over, which the safety layer tolerates
             self.restarts += 1
-            self.last = self.client.act(frame, instruction, episode_id=self.episode_id, start=True)
+            self.last = self.client.act(frame, instruction, episode_id=self.episode_id, start=True, committed=committed)
         return reply_velocity(self.last, "velocity", f"{self.client.base_url}/act")
 
-    def predict_chunk(self, frame: Frame, instruction: str) -> np.ndarray:
+    @property
+    def committed_steps(self) -> int:
+        """How many committed actions the served head takes (/health's policy.committed_steps; 0 when it does not say)."""
+        if self._committed_steps is None:
+            try:
+                value = self.client.health().get("policy", {}).get("committed_steps", 0)
+            except (ConnectionError, PolicyServerError, AttributeError):
+                value = 0
+            self._committed_steps = value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 64 else 0
+        return self._committed_steps
+
+    def predict_chunk(self, frame: Frame, instruction: str, committed: np.ndarray | None = None) -> np.ndarray:
         """Native API: one model query on `frame` -> its (n, 2) chunk in m/s (asynchronous execution drives these).
 
         The chunk must be computed from this frame: a server whose strategy reused an older chunk
-        (`queried` false) is refused, since the chunk could not be aligned to its frame.
+        (`queried` false) is refused, since the chunk could not be aligned to its frame. `committed`
+        (k, 2) m/s: the actions that run while the query is out, sent along.
         """
         if self.client.api != "native":
             raise PolicyServerError(400, "no_chunks", "asynchronous execution needs the native API (/act answers the "
                                                       "chunk); the original API answers one velocity")
-        self.act(frame, instruction)
+        self.act(frame, instruction, committed)
         where = f"{self.client.base_url}/act"
         if self.last.get("queried") is not True:
             raise PolicyServerError(200, "chunk_reused", f"{where}: the server reused an older chunk (queried "

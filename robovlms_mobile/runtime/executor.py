@@ -160,6 +160,14 @@ class ChunkExecutor:
         """The velocity (2,) for `step`, or None: nothing to execute (an idle step)."""
         raise NotImplementedError
 
+    def committed(self, frame_step: int, steps: int) -> np.ndarray:
+        """The actions (k, 2), k <= `steps`, that run from `frame_step` on whatever a query on that frame answers.
+
+        Sync: none (the robot waits for the answer). Async: the executed and queued actions of the
+        steps frame_step, frame_step + 1, ..., up to the first step with none.
+        """
+        return np.zeros((0, 2))
+
 
 class AsyncExecutor(ChunkExecutor):
     """Drive from a queue of scheduled actions while the next query runs on a newer frame."""
@@ -175,11 +183,21 @@ class AsyncExecutor(ChunkExecutor):
         self.crossfade_steps, self.ensemble_decay = crossfade_steps, ensemble_decay
         self._queue: dict[int, np.ndarray] = {}  # step -> velocity (2,)
         self._preds: dict[int, list[np.ndarray]] = {}  # ensemble: step -> predictions, oldest first
+        self._done: dict[int, np.ndarray] = {}  # step -> velocity executed, the last chunk_size steps (committed())
         self.horizon = 0  # first step after the newest chunk's last action
 
     def reset(self) -> None:
         super().reset()
-        self._queue, self._preds, self.horizon = {}, {}, 0
+        self._queue, self._preds, self._done, self.horizon = {}, {}, {}, 0
+
+    def committed(self, frame_step: int, steps: int) -> np.ndarray:
+        out = []
+        for s in range(frame_step, frame_step + max(steps, 0)):
+            v = self._done.get(s, self._queue.get(s))
+            if v is None:
+                break
+            out.append(v)
+        return np.stack(out) if out else np.zeros((0, 2))
 
     def clear(self) -> None:
         """Drop every queued action (the queue runs dry now), keeping the episode."""
@@ -192,9 +210,15 @@ class AsyncExecutor(ChunkExecutor):
         return reason
 
     def advance(self, step: int) -> None:
-        for s in [s for s in self._queue if s < step]:
+        for s in sorted(s for s in self._queue if s < step):
             self.executed += 1
+            self._record(s, self._queue[s])
             self._drop(s)
+
+    def _record(self, s: int, velocity: np.ndarray) -> None:
+        self._done[s] = velocity.copy()
+        for old in [k for k in self._done if k <= s - self.chunk_size]:
+            del self._done[old]
 
     def queued(self, step: int) -> int:
         """Actions scheduled for `step` or later."""
@@ -214,6 +238,7 @@ class AsyncExecutor(ChunkExecutor):
         velocity = self._queue[step]
         self._drop(step)
         self.executed += 1
+        self._record(step, velocity)
         return velocity.copy()
 
     def _drop(self, s: int) -> None:

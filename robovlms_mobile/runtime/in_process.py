@@ -39,12 +39,13 @@ class InProcessPolicy:
     as when serving, frames between re-plans do not enter the window.
     """
 
-    def __init__(self, module: Any, meta: CheckpointMetadata, chunk_steps: int = 1):
+    def __init__(self, module: Any, meta: CheckpointMetadata, chunk_steps: int = 1, history_frames: int | None = None):
         if not 1 <= chunk_steps <= meta.chunk:
             raise ValueError(f"chunk_steps must be in [1, {meta.chunk}], got {chunk_steps}")
         self.chunk_steps = chunk_steps
         self._attach(MobileVLAPolicy(module.eval(), max_speed=meta.max_speed, prompt_template=meta.prompt_template,
-                                     strategy=StrategySpec("reuse", reuse_steps=chunk_steps), metadata=meta))
+                                     strategy=StrategySpec("reuse", reuse_steps=chunk_steps), metadata=meta),
+                     history_frames)
 
     @classmethod
     def wrap(cls, runtime: MobileVLAPolicy) -> InProcessPolicy:
@@ -54,19 +55,19 @@ class InProcessPolicy:
         policy._attach(runtime)
         return policy
 
-    def _attach(self, runtime: MobileVLAPolicy) -> None:
+    def _attach(self, runtime: MobileVLAPolicy, history_frames: int | None = None) -> None:
         self.runtime, self.module, self.meta = runtime, runtime.module, runtime.metadata
-        self.episode = runtime.new_episode()
+        self.episode = runtime.new_episode(history_frames)  # frames the head's window keeps (default: the window)
         self.last: TickResult | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, base_model_dir: str | Path | None = None, chunk_steps: int = 1,
-                        dtype: str = "fp32") -> InProcessPolicy:
+                        dtype: str = "fp32", history_frames: int | None = None) -> InProcessPolicy:
         """Load a plugin checkpoint through the one guarded loader (backbone from `base_model_dir` or the one it names)."""
         from robovlms_mobile.runtime.loader import load_for_inference
 
         module, meta = load_for_inference(path, base_model_dir, dtype=dtype)
-        return cls(module, meta, chunk_steps)
+        return cls(module, meta, chunk_steps, history_frames)
 
     @classmethod
     def untrained(cls, config: dict[str, Any], chunk_steps: int = 1) -> InProcessPolicy:
@@ -78,13 +79,19 @@ class InProcessPolicy:
     def reset(self) -> None:
         self.episode.clear()
 
-    def predict_chunk(self, frame: Frame, instruction: str) -> np.ndarray:
+    @property
+    def committed_steps(self) -> int:
+        """How many committed actions the checkpoint's head takes (0: it was trained without them)."""
+        return self.runtime.committed_steps
+
+    def predict_chunk(self, frame: Frame, instruction: str, committed: np.ndarray | None = None) -> np.ndarray:
         """One model query: (chunk, 2) velocities in m/s with `frame` as the newest frame of the window.
 
         The chunk source of asynchronous execution (eval/execution.py, ros/controller.py), as
-        `RemotePolicy.predict_chunk` is over the wire.
+        `RemotePolicy.predict_chunk` is over the wire; `committed` (k, 2) m/s: the actions that run
+        from this frame on while the query is out.
         """
-        return self.runtime.predict(to_rgb(frame), instruction, self.episode)
+        return self.runtime.predict(to_rgb(frame), instruction, self.episode, committed)
 
     def act(self, frame: Frame, instruction: str) -> np.ndarray:
         """One control tick through the runtime's chunk strategy; `last` keeps its TickResult."""

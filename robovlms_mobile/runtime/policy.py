@@ -62,6 +62,7 @@ class TickResult:
     model_ms: float  # time in the model (0 when the chunk was reused)
     tick: int  # index of this tick in the episode
     window: int  # frames in the head's window after this tick
+    committed_used: int = 0  # committed actions the head was told on this tick's query
 
 
 class MobileVLAPolicy:
@@ -113,9 +114,9 @@ class MobileVLAPolicy:
         """The model's inference precision: fp32, bf16 or int8."""
         return precision_of(self.module)
 
-    def new_episode(self) -> EpisodeState:
-        """Fresh per-episode state (window, prompt, chunk strategy)."""
-        return EpisodeState(history=self.head.new_stream(), strategy=self.strategy.build(self.chunk_size))
+    def new_episode(self, history_frames: int | None = None) -> EpisodeState:
+        """Fresh per-episode state (window of at most `history_frames` frames, default the window; prompt; strategy)."""
+        return EpisodeState(history=self.head.new_stream(history_frames), strategy=self.strategy.build(self.chunk_size))
 
     def reset(self, episode: EpisodeState | None = None) -> None:
         """Start a new episode (the built-in one when `episode` is None)."""
@@ -125,44 +126,69 @@ class MobileVLAPolicy:
         """The exact text the model reads, in the training template."""
         return format_prompt(instruction, self.prompt_template)
 
-    def predict(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None) -> np.ndarray:
+    @property
+    def committed_steps(self) -> int:
+        """How many committed actions the head can be told (act_head.committed_steps; 0: none)."""
+        return int(getattr(self.head, "committed_steps", 0))
+
+    def predict(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None,
+                committed: np.ndarray | None = None) -> np.ndarray:
         """One model query on the newest frame -> (chunk, 2) velocities in m/s; the frame joins the window.
 
         Unlike `step`, an empty instruction is allowed (the blank-instruction ablation reads the bare template).
+        `committed`: (k, 2) m/s actions that run from this frame on whatever the answer is (asynchronous
+        execution); a head trained with `committed_steps` conditions on the first of them.
         """
         episode = episode or self._default
         with episode.lock:
-            return self._query(episode, frame_rgb, self._check_instruction(instruction, allow_empty=True))[0]
+            return self._query(episode, frame_rgb, self._check_instruction(instruction, allow_empty=True), committed)[0]
 
     def step(self, frame_rgb: np.ndarray, instruction: str, episode: EpisodeState | None = None, *,
-             allow_empty: bool = False) -> TickResult:
+             allow_empty: bool = False, committed: np.ndarray | None = None) -> TickResult:
         """One control tick: query the model if the chunk strategy asks for it, return this tick's velocity.
 
         `allow_empty`: accept "" (the blank-instruction ablation reads the bare template); clients never send it.
+        `committed`: as in `predict`, used when this tick queries.
         """
         episode = episode or self._default
         with episode.lock:
             instruction = self._check_instruction(instruction, allow_empty=allow_empty)
             if instruction != episode.instruction:
                 episode.clear()  # training never mixes instructions within a window
-            queried, model_ms = episode.strategy.needs_query(), 0.0
+            queried, model_ms, used = episode.strategy.needs_query(), 0.0, 0
             if queried:
-                chunk, model_ms = self._query(episode, frame_rgb, instruction)
+                prefix = self._prefix(committed)  # checked before the model runs
+                used = 0 if prefix is None else len(prefix)
+                chunk, model_ms = self._query(episode, frame_rgb, instruction, committed)
                 episode.strategy.update(chunk)
             else:
                 check_frame(frame_rgb)
             velocity = episode.strategy.action()
             episode.tick += 1
             return TickResult(velocity=velocity, chunk=episode.chunk, queried=queried, model_ms=model_ms,
-                              tick=episode.tick - 1, window=len(episode.history))
+                              tick=episode.tick - 1, window=len(episode.history), committed_used=used)
 
     # ---- internals -----------------------------------------------------------------------
     def _check_instruction(self, instruction: str, allow_empty: bool = False) -> str:
         return check_instruction(instruction, allow_empty=allow_empty)
 
-    def _query(self, episode: EpisodeState, frame_rgb: np.ndarray, instruction: str) -> tuple[np.ndarray, float]:
+    def _prefix(self, committed: np.ndarray | None) -> torch.Tensor | None:
+        """Committed actions (k, 2) m/s -> the head's normalised prefix (<= committed_steps, 2), or None."""
+        if committed is None or not self.committed_steps:
+            return None
+        actions = np.asarray(committed, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[1] != len(self.axes) or not np.isfinite(actions).all():
+            raise ValueError(f"committed actions must be finite (k, {len(self.axes)}) m/s, got shape {actions.shape}")
+        if not len(actions):
+            return None
+        scaled = np.clip(actions[: self.committed_steps] / self.max_speed, -1.0, 1.0)
+        return torch.as_tensor(scaled, dtype=torch.float32, device=self.device)
+
+    def _query(self, episode: EpisodeState, frame_rgb: np.ndarray, instruction: str,
+               committed: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """Run the model on one (checked) instruction and frame inside `episode`; returns ((n, 2) m/s, ms)."""
         frame = check_frame(frame_rgb)
+        prefix = self._prefix(committed)
         start = time.perf_counter()
         if episode.text is None or episode.instruction != instruction:
             if episode.instruction is not None:
@@ -173,7 +199,8 @@ class MobileVLAPolicy:
         pixels = preprocess_frames(frame[None], self.image_size).to(self.device)  # (1, 3, S, S)
         vision_x = rearrange(pixels, "(b t) c h w -> b t c h w", b=1)  # (1, 1, 3, S, S)
         # streaming only for this call: the same module may also run whole windows (training, offline eval)
-        with self._lock, torch.inference_mode(), self.head.streaming(episode.history):  # the head appends this frame
+        with self._lock, torch.inference_mode(), self.head.streaming(episode.history), self.head.committed(prefix):
+            # the head appends this frame to the window
             velocities, _ = self.model.forward_continuous(vision_x, ids, attention_mask=mask, mode="inference")
         chunk = velocities[0, -1].float().cpu().numpy().astype(np.float64) * self.max_speed  # (n, 2) m/s
         episode.chunk = chunk
@@ -185,7 +212,7 @@ class MobileVLAPolicy:
         return {"checkpoint": Path(self.source).name, "window_size": self.window_size, "chunk_size": self.chunk_size,
                 "image_size": self.image_size, "axes": self.axes, "max_speed": self.max_speed,
                 "prompt_template": self.prompt_template, "strategy": self.strategy.describe(), "device": str(self.device),
-                "dtype": self.dtype,
+                "dtype": self.dtype, "committed_steps": self.committed_steps,
                 "instructions": list(self.metadata.instructions) if self.metadata and self.metadata.instructions else None}
 
 

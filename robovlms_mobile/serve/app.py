@@ -113,7 +113,7 @@ async def act(request: Request) -> dict[str, Any]:
     req = await parse_act(request)
     state = _episode_for(svc, req.episode_id, req.start)
     resolved = svc.book.resolve(req.instruction)
-    result, queue_ms, run_ms = await svc.tick(req.image, resolved.used, state)
+    result, queue_ms, run_ms = await svc.tick(req.image, resolved.used, state, req.committed)
     return {
         "episode_id": req.episode_id,
         "velocity": [float(v) for v in result.velocity],
@@ -122,6 +122,8 @@ async def act(request: Request) -> dict[str, Any]:
         "queried": result.queried,
         "tick": result.tick,
         "window": result.window,
+        # how many of the request's committed actions the head was told (0: none sent, or a head trained without them)
+        "committed_used": result.committed_used,
         **resolved.fields(),
         # policy: the whole tick on the model thread (preprocessing included); model: the VLM + head query
         # alone (0 on a reused tick); queue: waiting for the model thread; server: arrival to reply

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any
 
@@ -143,3 +144,26 @@ def check_choice(value: Any, name: str, choices: set[str]) -> str | None:
         shown = clip(value) if isinstance(value, str) else type(value).__name__
         raise ApiError(422, "invalid_field", f"'{name}' must be one of {sorted(choices)}, got {shown}")
     return value.strip().lower()
+
+
+MAX_COMMITTED = 64  # rows of `committed` an /act request may carry (a chunk is 10)
+
+
+def check_committed(value: Any, name: str = "committed") -> list[list[float]] | None:
+    """None, or rows [linear_x, linear_y] of finite m/s (a JSON list, or its text in a form field), else 422."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if len(value) > 64 * MAX_COMMITTED:
+            raise ApiError(422, "invalid_field", f"'{name}' is longer than {64 * MAX_COMMITTED} characters")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ApiError(422, "invalid_field", f"'{name}' must be a JSON list of [linear_x, linear_y] rows") from None
+    ok = isinstance(value, list) and len(value) <= MAX_COMMITTED and all(
+        isinstance(row, list) and len(row) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row) for row in value)
+    if not ok:
+        raise ApiError(422, "invalid_field", f"'{name}' must be a list of at most {MAX_COMMITTED} [linear_x, linear_y] rows "
+                                             f"of finite numbers (m/s)")
+    return [[float(a), float(b)] for a, b in value]

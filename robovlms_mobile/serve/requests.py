@@ -8,10 +8,10 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 
 from robovlms_mobile.serve.errors import ApiError
-from robovlms_mobile.serve.parsing import (check_bool, check_episode_id, check_fields, check_instruction, decode_base64,
-                                            read_json)
+from robovlms_mobile.serve.parsing import (check_bool, check_committed, check_episode_id, check_fields, check_instruction,
+                                            decode_base64, read_json)
 
-ACT_FIELDS = {"image", "instruction", "episode_id", "start"}
+ACT_FIELDS = {"image", "instruction", "episode_id", "start", "committed"}
 
 
 @dataclass
@@ -22,6 +22,7 @@ class ActRequest:
     instruction: str
     episode_id: str | None
     start: bool
+    committed: list[list[float]] | None = None  # the client's actions that run while this query is out (m/s)
 
 
 async def parse_act(request: Request) -> ActRequest:
@@ -37,8 +38,8 @@ async def parse_act(request: Request) -> ActRequest:
         upload = fields.get("image")
         if upload is not None and not isinstance(upload, UploadFile):
             raise ApiError(422, "invalid_field", "'image' must be a file part (multipart upload)")
-        if isinstance(fields.get("instruction"), UploadFile) or isinstance(fields.get("episode_id"), UploadFile):
-            raise ApiError(422, "invalid_field", "'instruction' and 'episode_id' must be text fields")
+        if any(isinstance(fields.get(k), UploadFile) for k in ("instruction", "episode_id", "committed")):
+            raise ApiError(422, "invalid_field", "'instruction', 'episode_id' and 'committed' must be text fields")
         check_fields(fields, ACT_FIELDS, "/act")
         if upload is None:
             raise ApiError(422, "missing_field", "'image' is required (JPEG or PNG)")
@@ -47,4 +48,5 @@ async def parse_act(request: Request) -> ActRequest:
         raise ApiError(415, "unsupported_media_type", f"content type {ctype or '(none)'!r}: send multipart/form-data "
                                                       f"(image file) or application/json (base64 image)")
     return ActRequest(image=image, instruction=check_instruction(fields.get("instruction")),
-                      episode_id=check_episode_id(fields.get("episode_id")), start=check_bool(fields.get("start"), "start"))
+                      episode_id=check_episode_id(fields.get("episode_id")), start=check_bool(fields.get("start"), "start"),
+                      committed=check_committed(fields.get("committed")))

@@ -99,11 +99,14 @@ class PolicyService:
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, timed)
 
-    async def tick(self, image: bytes, instruction: str, state: EpisodeState) -> tuple[TickResult, float, float]:
+    async def tick(self, image: bytes, instruction: str, state: EpisodeState,
+                   committed: list[list[float]] | None = None) -> tuple[TickResult, float, float]:
         """Decode, run one policy tick in `state`, refuse a non-finite result (resetting the episode)."""
         frame = await run_in_threadpool(decode_image, image, self.settings.image)
+        actions = None if committed is None else np.asarray(committed, dtype=np.float64).reshape(-1, 2)
         try:
-            result, queue_ms, run_ms = await self.run_model(self.policy.step, frame, instruction, state)
+            result, queue_ms, run_ms = await self.run_model(
+                lambda: self.policy.step(frame, instruction, state, committed=actions))
         except ValueError as exc:  # the policy's own input checks (all covered above; kept as a 4xx backstop)
             raise ApiError(422, "invalid_input", str(exc)) from None
         try:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from robovlms_mobile.checkpoint.format import load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
+from robovlms_mobile.errors import StoppedBySignal
 from robovlms_mobile.outputs import FolderLock, OutputError, check_output_root
 from robovlms_mobile.train.registry import register
 
@@ -291,6 +292,23 @@ def train(
             lock.release()
 
 
+def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, out: Path) -> None:
+    """trainer.fit; a SIGTERM (Lightning's handler notes it) ends in last.ckpt at the newest step and StoppedBySignal."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except (SIGTERMException, RuntimeError) as exc:
+        # SIGTERM to the process group kills the data-loader workers first: fit then fails fetching the next batch
+        if not trainer.received_sigterm:
+            raise
+        saved = ""
+        if trainer.world_size == 1 and trainer.global_step > 0:  # a collective save would wait for ranks already gone
+            trainer.save_checkpoint(out / "last.ckpt")
+            saved = f"{out / 'last.ckpt'} holds step {trainer.global_step}; "
+        raise StoppedBySignal(f"SIGTERM at step {trainer.global_step}: {saved}continue with --resume last") from None
+
+
 def _train_locked(configs: dict[str, Any], out: Path, *, resume: str | None, fresh: bool, progress: bool,
                   callbacks: list | None) -> dict[str, Any]:
     from lightning import seed_everything
@@ -308,7 +326,7 @@ def _train_locked(configs: dict[str, Any], out: Path, *, resume: str | None, fre
     model = BaseTrainer.from_checkpoint(configs.get("model_load_path"), configs.get("model_load_source", "torch"), configs)
     check_free_space(out, checkpoint_bytes(model))
     datamodule = build_datamodule(configs, model)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    _fit(trainer, model, datamodule, ckpt_path, out)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     last = next((cb.last_model_path for cb in trainer.checkpoint_callbacks if getattr(cb, "last_model_path", "")), "")
     return {"metrics": metrics, "output_dir": str(out), "last_checkpoint": last or str(out / "last.ckpt"),

@@ -29,6 +29,7 @@ from robovlms_mobile.data.dataset import DATA_SOURCE
 from robovlms_mobile.data.transforms import normalise_batch
 from robovlms_mobile.model.kosmos2_patch import ensure_kosmos2_patch
 from robovlms_mobile.model.lora import LORA_TARGETS, apply_lora
+from robovlms_mobile.model.policy_head import ZERO_INIT_MODULE
 from robovlms_mobile.model.model_folder import upstream_builders_guarded
 from robovlms_mobile.task import ACTION_AXES
 from robovlms_mobile.errors import clip
@@ -187,9 +188,14 @@ class MobileVLATrainer(BaseTrainer):
         check_same_shape(ckpt, configs, f"model_load_path {str(ckpt_path)!r}")
         model = cls(configs)
         try:
-            model.load_state_dict(ckpt["state_dict"], strict=True)
+            result = model.load_state_dict(ckpt["state_dict"], strict=False)
         except CheckpointError as exc:
             raise CheckpointError(f"{ckpt_path}: {exc}") from None
+        # a zero-initialised addition (the committed-action projection) may be absent: without it the model is unchanged
+        missing = sorted(k for k in set(result.missing_keys) & model.trainable_keys() if ZERO_INIT_MODULE not in k)
+        if missing or result.unexpected_keys:
+            raise CheckpointError(f"{ckpt_path}: checkpoint does not match the model: missing trainable {missing[:5]}"
+                                  f"{'...' if len(missing) > 5 else ''}, unexpected {result.unexpected_keys[:5]}")
         return model
 
 

@@ -51,6 +51,30 @@ def test_late_answers_aligned_by_their_delay_keep_the_expert_path(execution, del
         assert fields["idle_steps"] == delay * moving
 
 
+@pytest.mark.parametrize("delay", [0, 3, 5])
+def test_a_query_is_told_the_actions_that_run_while_it_is_out(delay):
+    """committed_steps k: each query gets the plan for its next min(k, delay) steps, exactly what then runs."""
+    world = build_world(parse_scenario("1box_left_medium"), [1000, 0])
+    actions = expert_episode(world, SIZE).actions[:, :2]
+    padded = np.concatenate([actions, np.zeros((2 * N, 2))])
+    told: list[tuple[int, np.ndarray]] = []
+
+    def chunk(frame, instruction, committed):
+        k = driver.executor.executed
+        told.append((k, committed))
+        return padded[k:k + N]
+
+    driver = ExecutedPolicy(chunk, lambda: None, N, ExecutionSpec("async"), delay_steps=delay, committed_steps=4)
+    fields, _ = run_episode(driver, world, frame_size=SIZE)
+    assert fields["success"] and len(told) > 2
+    assert told[0][1].shape == (0, 2)  # the first query: nothing queued
+    for k, committed in told[1:]:
+        assert len(committed) == min(4, delay)
+        np.testing.assert_allclose(committed, padded[k:k + len(committed)])  # the expert's own next actions
+    with pytest.raises(ValueError, match="committed steps"):
+        ExecutedPolicy(chunk, lambda: None, N, ExecutionSpec("async"), committed_steps=N)
+
+
 def _long_route_world():
     """A test world whose expert moves for more than one chunk (the worlds vary; the first such one)."""
     for k in range(50):

@@ -371,3 +371,36 @@ def test_async_plan_refused_by_the_safety_layer_leaves_nothing_queued():
     assert not controller.tick()
     assert controller.executor.plan(0) == []  # a later crossfade or ensemble cannot blend the refused chunk in
     safety.submit_plan = real_submit
+
+
+def test_async_queries_carry_the_actions_committed_since_their_frame():
+    """A source whose head takes committed actions gets the plan of the next min(k, last delay) steps from its frame."""
+    from robovlms_mobile.runtime.executor import AsyncExecutor
+
+    clock = Clock()
+    safety = SafetyLayer(SafetyConfig(max_accel=None, max_horizon_s=2 * N * STEP), clock)
+    told = []
+
+    class CommittedSource:
+        committed_steps = 3
+
+        def predict_chunk(self, frame, instruction, committed):
+            told.append(np.asarray(committed))
+            clock.t += 2.2 * STEP  # every answer arrives in the third step after its frame
+            return np.stack([np.linspace(0.1, 1.0, N), np.full(N, 0.05 * len(told))], axis=1)
+
+        def reset(self):
+            pass
+
+    controller = DriveController(CommittedSource(), safety, "go", clock=clock, max_frame_age_s=2.0,
+                                 executor=AsyncExecutor(N), step_s=STEP, committed_steps=3)
+    controller.on_frame(FRAME)
+    assert controller.tick()
+    clock.t += STEP  # one queued action ran: the queue is under its threshold
+    frame_step = controller.step_of(clock.t)
+    expected = controller.executor.committed(frame_step, 2)  # what runs from the next frame on: the last delay was 2
+    controller.on_frame(FRAME)
+    assert controller.tick()
+    assert told[0].shape == (0, 2)  # the first query: nothing committed, no delay measured yet
+    np.testing.assert_allclose(told[1], expected)
+    assert len(told[1]) == 2 and np.allclose(told[1][:, 1], 0.05)  # from the first answer's chunk

@@ -104,3 +104,111 @@ def test_sideways_weight_is_a_weighted_mean_over_sideways_labels():
     assert make_head(fwd_pred_next_n=2).loss(pred, (labels, None))["loss_velocity"].item() == pytest.approx(2 * h(1.0) / 4)
     weighted = make_head(fwd_pred_next_n=2, sideways_weight=4.0).loss(pred, (labels, None))["loss_velocity"].item()
     assert weighted == pytest.approx((h(1.0) + 4 * h(1.0)) / (3 + 4))
+
+
+# ---- committed actions (training-time RTC) -------------------------------------------------------------------
+
+def test_committed_head_starts_as_the_plain_head_and_loads_its_weights():
+    plain, committed = make_head(), make_head(committed_steps=5)
+    missing = committed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["commit_proj.bias", "commit_proj.weight"]
+    x, prefix = torch.randn(2, 8, 1, 16), torch.rand(3, 2) * 2 - 1
+    with committed.committed(prefix):
+        out, _ = committed.eval()(x)
+    assert torch.equal(out, plain.eval()(x)[0])  # zero-initialised: the prefix changes nothing until trained
+
+
+def test_training_judges_only_the_steps_after_the_committed_prefix():
+    head = make_head(committed_steps=5).train()
+    labels = torch.rand(4, 8, 10, 2) * 2 - 1
+    pred, _ = head(torch.randn(4, 8, 1, 16), actions=(labels, None))
+    keep = head._loss_keep
+    assert keep.shape == (4, 8, 10)
+    given = (~keep).sum(-1)  # (B, L): d per window position, a prefix of the chunk
+    assert given.min() >= 0 and given.max() <= 5 and len(given.unique()) > 1
+    assert torch.equal(keep, torch.arange(10) >= given[..., None])
+    target = labels.clone()
+    target[~keep] = 7.0  # a huge error on the committed steps only: not in the loss
+    loss = head.loss(pred, (target, None), torch.ones(4, 8, 10))["loss_velocity"]
+    expected = torch.nn.functional.huber_loss(pred[keep], labels[keep])
+    assert torch.allclose(loss, expected)
+    assert head._loss_keep is None  # consumed: the next (eval) loss judges every step
+
+
+def test_validation_and_inference_without_a_queue_see_no_prefix():
+    head = make_head(committed_steps=5)
+    with torch.no_grad():
+        head.commit_proj.weight.normal_()
+    x, labels = torch.randn(2, 8, 1, 16), torch.rand(2, 8, 10, 2)
+    val, _ = head.eval()(x, actions=(labels, None))
+    with head.committed(None):
+        bare, _ = head(x)
+    with head.committed(labels[0, -1, :2]):
+        told, _ = head(x)
+    assert torch.equal(val, bare) and not torch.allclose(told, bare)
+    assert head._loss_keep is None
+
+
+def test_streaming_with_committed_actions_matches_the_window_forward():
+    head = make_head(committed_steps=4).eval()
+    with torch.no_grad():
+        head.commit_proj.weight.normal_()
+    x, prefix = torch.randn(1, 8, 1, 16), torch.rand(6, 2) * 2 - 1  # longer than committed_steps: the first 4 count
+    with head.committed(prefix):
+        whole, _ = head(x)
+        window = head.new_stream()
+        with head.streaming(window):
+            for t in range(8):
+                step, _ = head(x[:, t:t + 1])
+    assert torch.allclose(step[0, -1], whole[0, -1], atol=1e-5)
+    with head.committed(prefix[:4]):
+        assert torch.equal(head(x)[0], whole)
+
+
+def test_committed_actions_are_refused_where_the_head_cannot_take_them():
+    with pytest.raises(ValueError, match="trained without committed actions"):
+        with make_head().committed(torch.zeros(2, 2)):
+            pass
+    with pytest.raises(ValueError, match=r"\(d, action_dim\)"):
+        with make_head(committed_steps=3).committed(torch.zeros(2, 3)):
+            pass
+    with pytest.raises(ValueError, match="act_head.committed_steps"):
+        make_head(committed_steps=10)
+
+
+def test_a_trained_committed_head_reads_its_prefix():
+    """Known answer: a chunk that repeats one random sign, nothing in the features: only the prefix tells it."""
+    torch.manual_seed(0)
+    head = make_head(committed_steps=3, num_layers=1)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    x = torch.zeros(32, 8, 1, 16)
+    for _ in range(150):
+        sign = torch.randint(0, 2, (32, 8, 1, 1)).float() * 2 - 1
+        labels = (0.8 * sign).expand(32, 8, 10, 2)
+        head.train()
+        pred, _ = head(x, actions=(labels, None))
+        loss = head.loss(pred, (labels, None), None)["loss_velocity"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    for s in (-0.8, 0.8):
+        with head.committed(torch.full((1, 2), s)):
+            out, _ = head(x[:1])
+        assert (out[0, -1, 1:] * s > 0.5).all(), out[0, -1]  # follows the committed sign
+    assert head(x[:1])[0].abs().max() < 0.3  # untold: the sign is a coin toss
+
+
+def test_a_shorter_inference_window_is_the_training_forward_at_that_position():
+    head = make_head().eval()
+    x = torch.randn(1, 8, 1, 16)
+    window = head.new_stream(3)
+    with head.streaming(window):
+        for t in range(8):
+            step, _ = head(x[:, t:t + 1])
+    assert len(window) == 3
+    whole, _ = head(x[:, 5:8])  # the last three frames as a training window: its newest position
+    assert torch.allclose(step[0, -1], whole[0, -1], atol=1e-5)
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="history frames must be in 1..8"):
+            head.new_stream(bad)

@@ -158,3 +158,23 @@ def test_bad_specs_are_refused(bad):
         ExecutionSpec(**bad)
     with pytest.raises(ValueError, match="threshold"):
         ExecutionSpec("async", threshold=N + 1).build(N)
+
+
+def test_committed_actions_are_the_executed_and_queued_steps_from_the_frame_on():
+    e = AsyncExecutor(N)
+    assert e.committed(0, 5).shape == (0, 2)  # nothing queued yet: the first query is told nothing
+    e.receive(e.begin(0), chunk(0), 0)
+    assert e.pop(0)[0] == 0 and e.pop(1)[0] == 1
+    e.advance(3)  # step 2 ran on the bridge's clock (executed, not popped)
+    # a frame of step 1: steps 1, 2 were executed, 3, 4 are queued
+    assert e.committed(1, 4)[:, 0].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert e.committed(8, 5)[:, 0].tolist() == [8.0, 9.0]  # the queue ends at the chunk's horizon
+    assert e.committed(3, 0).shape == (0, 2)
+    e.reset()
+    assert e.committed(0, 5).shape == (0, 2)  # a new episode owes nothing to the last
+
+
+def test_sync_commits_nothing_while_it_waits():
+    e = ExecutionSpec("sync", strategy=StrategySpec("receding")).build(N)
+    e.receive(e.begin(0), chunk(0), 0)
+    assert e.committed(0, 5).shape == (0, 2)

@@ -245,3 +245,37 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_config, tmp_path):
 def test_kill9_then_resume_matches_uninterrupted_run_three_epochs(tiny_config, tmp_path):
     # three epochs; killed at step 10, resumes from the end of epoch two (step 8)
     _kill_and_resume(tiny_config, tmp_path, max_steps=12, kill_at=10, resumes_from=8)
+
+
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_sigterm_saves_the_newest_step_and_says_how_to_resume(tiny_config, tmp_path, target):
+    """`kill PID` (Lightning notes it) or a group SIGTERM (the data-loader worker dies first): one line, exit 143,
+    last.ckpt at the step it reached, and --resume last continues from there."""
+    tiny_config["trainer"].update(max_epochs=1000, max_steps=100_000, limit_val_batches=1)
+    tiny_config.update(num_workers=1, checkpoint_every_n_steps=0)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(json.dumps(tiny_config))
+    out = tmp_path / "run"
+    cli = str(Path(sys.executable).with_name("robovlms-mobile"))
+    proc = subprocess.Popen([cli, "train", str(cfg_path), "--output-dir", str(out), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("epoch1-step*.ckpt")):  # two epochs in: well inside the training loop
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        (os.kill if target == "process" else os.killpg)(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    lines = [line for line in stderr.splitlines() if "robovlms-mobile train:" in line]
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr and len(lines) == 1, stderr[-3000:]
+    assert "stopped: SIGTERM at step" in lines[0] and "continue with --resume last" in lines[0]
+    step = int(lines[0].split("SIGTERM at step ")[1].split(":")[0])
+    assert step >= 8 and torch.load(out / "last.ckpt", weights_only=True)["global_step"] == step
+    resumed = train(tiny_config, output_dir=out, resume="last", max_steps=step + 2, progress=False)
+    assert resumed["global_step"] == step + 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import h5py
+import numpy as np
 import pytest
 import torch
 
@@ -152,6 +153,33 @@ def test_checkpoint_missing_trainable_weights_is_refused(tiny_config, tmp_path):
     torch.save(ckpt, tmp_path / "partial.ckpt")
     with pytest.raises(CheckpointError, match="missing trainable"):
         MobileVLATrainer.from_checkpoint(tmp_path / "partial.ckpt", configs=tiny_config)
+
+
+def test_a_plain_checkpoint_initialises_a_committed_head_and_it_learns(tiny_config, tmp_path):
+    """model_load_path: a head without committed actions starts the committed one (its projection is zero)."""
+    from robovlms_mobile.runtime.in_process import InProcessPolicy
+
+    plain = train(tiny_config, output_dir=tmp_path / "plain", max_steps=1, progress=False)
+    cfg = {**tiny_config, "model_load_path": str(plain["last_checkpoint"]),
+           "act_head": {**tiny_config["act_head"], "committed_steps": 3}}
+    start = MobileVLATrainer.from_checkpoint(plain["last_checkpoint"], configs=cfg)
+    assert not start.model.act_head.commit_proj.weight.any()
+    for name, value in plain["model"].state_dict().items():
+        assert torch.equal(start.state_dict()[name], value), name
+    result = train(cfg, output_dir=tmp_path / "committed", max_steps=3, progress=False)
+    assert result["model"].model.act_head.commit_proj.weight.abs().sum() > 0  # the prefix reaches the gradient
+    policy = InProcessPolicy.from_checkpoint(result["last_checkpoint"])
+    assert policy.committed_steps == 3 and policy.meta.config["act_head"]["committed_steps"] == 3
+    frame = np.zeros((72, 128, 3), np.uint8)
+    told = policy.predict_chunk(frame, "Navigate around the obstacle on the left side and reach the cup",
+                                np.full((2, 2), 0.5))
+    policy.reset()
+    bare = policy.predict_chunk(frame, "Navigate around the obstacle on the left side and reach the cup")
+    assert told.shape == bare.shape == (10, 2) and not np.allclose(told, bare)
+    with pytest.raises(ValueError, match="committed actions must be finite"):
+        policy.predict_chunk(frame, "Navigate around the obstacle on the left side and reach the cup", np.zeros(2))
+    with pytest.raises(CheckpointError, match="unexpected.*commit_proj"):  # the other way round would drop what it learnt
+        MobileVLATrainer.from_checkpoint(result["last_checkpoint"], configs=tiny_config)
 
 
 class Payload:
