@@ -96,6 +96,10 @@ def validate_config(configs: dict[str, Any], source: str = "config") -> dict[str
         raise ConfigError(f"{source}: 'act_head' must be an object")
     if mobile or head.get("type") == HEAD_TYPE:
         check_section(head, ACT_HEAD, "act_head", source)
+        committed = head.get("committed_steps", 0)
+        if committed >= configs["fwd_pred_next_n"]:  # at least one chunk step must be left to predict
+            raise ConfigError(f"{source}: 'act_head.committed_steps' = {committed}: expected less than fwd_pred_next_n "
+                              f"({configs['fwd_pred_next_n']})")
     if configs["robovlm_name"] == CNN_TYPE:
         _check_cnn(configs, source)
     elif "cnn_backbone" in configs:

@@ -64,6 +64,9 @@ def cfg(monkeypatch):
     ("act_head", "action_dim", 7, r"'act_head.action_dim' = 7"),
     ("train_setup", "lora_r", True, r"'train_setup.lora_r' = True: expected a positive integer"),
     ("val_dataset", "prompt_template", "no field", r"'val_dataset.prompt_template'"),
+    ("act_head", "committed_steps", 10, r"'act_head.committed_steps' = 10: expected less than fwd_pred_next_n \(10\)"),
+    ("act_head", "committed_steps", -1, r"'act_head.committed_steps' = -1: expected an integer >= 0"),
+    ("act_head", "sideways_weight", 1000, r"'act_head.sideways_weight' = 1000"),
 ])
 def test_bad_values_name_the_key(cfg, section, key, value, match):
     cfg[section][key] = value

@@ -73,3 +73,17 @@ def test_eval_closed_loop_async_over_the_server_tells_the_head(committed_server,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "report.json").read_text())["policy"]["committed_steps"] == 3
+
+
+def test_a_json_act_carries_committed_as_a_list(committed_server, frames):
+    import base64
+
+    from robovlms_mobile.runtime.client import encode_jpeg
+
+    image = base64.b64encode(encode_jpeg(frames[0])).decode("ascii")
+    ok = httpx.post(f"{committed_server.url}/act", json={"image": image, "instruction": GO, "committed": [[0.2, 0.0]]},
+                    timeout=60)
+    assert ok.status_code == 200 and ok.json()["committed_used"] == 1, ok.text
+    bad = httpx.post(f"{committed_server.url}/act", json={"image": image, "instruction": GO, "committed": [[0.2]]},
+                     timeout=60)
+    assert bad.status_code == 422 and "'committed'" in bad.json()["detail"]
