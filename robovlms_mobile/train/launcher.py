@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -296,6 +298,8 @@ def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, out: 
     """trainer.fit; a SIGTERM (Lightning's handler notes it) ends in last.ckpt at the newest step and StoppedBySignal."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
+    previous = signal.signal(signal.SIGTERM, _quiet_loader_deaths) if main else None  # Lightning chains it after its own
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (SIGTERMException, RuntimeError) as exc:
@@ -304,9 +308,21 @@ def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, out: 
             raise
         saved = ""
         if trainer.world_size == 1 and trainer.global_step > 0:  # a collective save would wait for ranks already gone
-            trainer.save_checkpoint(out / "last.ckpt")
+            trainer.save_checkpoint(out / "last.ckpt", weights_only=False)  # full state: --resume last continues it
             saved = f"{out / 'last.ckpt'} holds step {trainer.global_step}; "
         raise StoppedBySignal(f"SIGTERM at step {trainer.global_step}: {saved}continue with --resume last") from None
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_loader_deaths(signum: int, frame: Any) -> None:
+    """On SIGTERM, stop torch's SIGCHLD handler: it raises again from each dying loader's __del__, a traceback after our one line."""
+    signal.signal(signal.SIGCHLD, _ignore)  # a Python no-op, not SIG_DFL: a SIGCHLD already tripped would raise
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """Do nothing (a worker's exit once stopping is expected)."""
 
 
 def _train_locked(configs: dict[str, Any], out: Path, *, resume: str | None, fresh: bool, progress: bool,
