@@ -21,7 +21,7 @@ from robovlms_mobile.cli.serve import add_parser as add_drive_parsers
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+    from robovlms_mobile.eval.sections import SECTION_CALLBACKS
     from robovlms_mobile.train.launcher import train
 
     result = train(args.config, output_dir=args.output_dir, resume=args.resume, max_steps=args.max_steps,

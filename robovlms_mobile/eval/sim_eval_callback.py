@@ -125,11 +125,3 @@ class _Ticking:
     def act(self, frame: Any, instruction: str) -> Any:
         self.on_tick()
         return self.policy.act(frame, instruction)
-
-
-def sim_eval_callback(section: dict[str, Any], output_dir: Path) -> SimEvalCallback:
-    """The `sim_eval` config section's callback (the launcher's `section_callbacks` entry)."""
-    return SimEvalCallback(output_dir, **section)
-
-
-SECTION_CALLBACKS = {"sim_eval": sim_eval_callback}  # what `train` and the recipes hand the launcher

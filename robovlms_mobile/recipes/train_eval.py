@@ -26,7 +26,7 @@ def train_and_evaluate(config: dict[str, Any], output_dir: str | Path, *, episod
     from robovlms_mobile.eval.offline import validation_report
     from robovlms_mobile.runtime.in_process import BlankInstruction, InProcessPolicy
     from robovlms_mobile.eval.references import FrozenImage
-    from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+    from robovlms_mobile.eval.sections import SECTION_CALLBACKS
     from robovlms_mobile.train.launcher import train
     from robovlms_mobile.train.progress import EpochSummary
     from robovlms_mobile.sim.scenarios import DEFAULT_SCENARIOS

@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from robovlms_mobile.checkpoint.format import load_checkpoint
 from robovlms_mobile.config import ConfigError, prepare_config
 from robovlms_mobile.errors import StoppedBySignal
 from robovlms_mobile.outputs import FolderLock, OutputError, check_output_root
@@ -62,6 +61,7 @@ def check_resume(path: str | None, configs: dict[str, Any]) -> None:
 
     Lightning reads it again when `fit` starts, through `AtomicCheckpointIO.load_checkpoint` (the same guarded read).
     """
+    from robovlms_mobile.checkpoint.format import load_checkpoint  # imports torch: not before the config is checked
     from robovlms_mobile.train.trainer import check_same_shape
 
     if path is not None:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from robovlms_mobile.config import ConfigError, validate_config
-from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+from robovlms_mobile.eval.sections import SECTION_CALLBACKS
 from robovlms_mobile.train.launcher import train
 from sim_fixtures import make_tiny_config, sim_episodes  # noqa: F401  (fixture)
 

@@ -18,7 +18,7 @@ import pytest
 DDP_SCRIPT = r"""
 import json, os, signal, sys, time
 import lightning.pytorch as pl
-from robovlms_mobile.eval.sim_eval_callback import SECTION_CALLBACKS
+from robovlms_mobile.eval.sections import SECTION_CALLBACKS
 from robovlms_mobile.train.launcher import train
 
 cfg, out, opts = json.load(open(sys.argv[1])), sys.argv[2], json.loads(sys.argv[3])
