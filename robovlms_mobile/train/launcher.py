@@ -299,7 +299,9 @@ def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, out: 
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
-    previous = signal.signal(signal.SIGTERM, _quiet_loader_deaths) if main else None  # Lightning chains it after its own
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main:  # Lightning chains it after its own handler; it chains a handler installed before it
+        signal.signal(signal.SIGTERM, lambda signum, frame: _quiet_loader_deaths(signum, frame, previous))
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (SIGTERMException, RuntimeError) as exc:
@@ -316,9 +318,11 @@ def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, out: 
             signal.signal(signal.SIGTERM, previous)
 
 
-def _quiet_loader_deaths(signum: int, frame: Any) -> None:
+def _quiet_loader_deaths(signum: int, frame: Any, previous: Any) -> None:
     """On SIGTERM, stop torch's SIGCHLD handler: it raises again from each dying loader's __del__, a traceback after our one line."""
     signal.signal(signal.SIGCHLD, _ignore)  # a Python no-op, not SIG_DFL: a SIGCHLD already tripped would raise
+    if callable(previous):
+        previous(signum, frame)
 
 
 def _ignore(signum: int, frame: Any) -> None:

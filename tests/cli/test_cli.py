@@ -56,3 +56,15 @@ def test_train_lists_every_invalid_episode(tiny_config, episodes_dir, tmp_path):
     assert "2 invalid episode file(s)" in out.stderr
     assert "000000_1box_hori_left_core_close.h5: not a readable HDF5 file" in out.stderr
     assert "000001_1box_hori_right_core_close.h5: not a readable HDF5 file" in out.stderr
+
+
+def test_a_bad_train_config_is_answered_before_torch_and_lightning_load(tiny_config, tmp_path):
+    """The refusal comes from the config check alone: neither torch nor Lightning is imported for it."""
+    tiny_config["batch_size"] = "x"
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(tiny_config))
+    probe = ("import sys\nfrom robovlms_mobile.cli import main\ncode = main(['train', sys.argv[1]])\n"
+             "print(code, sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["2", "[]"], out.stdout + out.stderr[-2000:]
+    assert "'batch_size'" in out.stderr and "Traceback" not in out.stderr
